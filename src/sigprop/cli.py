@@ -1,0 +1,274 @@
+"""Command line: ``sigprop exponents | trajectory | phase-diagram | critical``.
+
+Human-readable output by default, ``--json`` for machines. Invalid input exits with code 2 and
+one line naming the parameter and its allowed range; no traceback reaches the user (set
+SIGPROP_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import functools
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sigprop.architecture import InvalidHyperparameter
+from sigprop.hyperparameters import AXES, ReferencePoint, check_axis_range
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Predict the trainability of deep transformers from their initialization.",
+)
+console = Console()
+
+AlphaA = Annotated[float, typer.Option("--alpha-a", help="Attention residual strength α_A ∈ [0, 1].")]
+AlphaM = Annotated[float, typer.Option("--alpha-m", help="MLP residual strength α_M ∈ [0, 1].")]
+SigmaA = Annotated[float, typer.Option("--sigma-a", help="Attention logit scale σ_A ∈ (0, 8].")]
+SigmaW = Annotated[float, typer.Option("--sigma-w", help="MLP weight scale σ_w > 0.")]
+SigmaB = Annotated[float, typer.Option("--sigma-b", help="MLP bias scale σ_b ≥ 0.")]
+ActivationOpt = Annotated[
+    str, typer.Option("--activation", help="φ: tanh, erf, relu, gelu, silu or linear.")
+]
+NTokens = Annotated[int, typer.Option("--n-tokens", help="Number of tokens n ≥ 2.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def user_errors(command):
+    """Turn bad input into one line on stderr and exit code 2, and any other failure into one
+    line and exit code 1 (SIGPROP_DEBUG=1 re-raises it with its traceback)."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (InvalidHyperparameter, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except Exception as error:  # noqa: BLE001 - last line of defence: no tracebacks
+            if os.environ.get("SIGPROP_DEBUG"):
+                raise
+            print(f"internal error: {type(error).__name__}: {error} "
+                  "(set SIGPROP_DEBUG=1 for a traceback)", file=sys.stderr)
+            raise typer.Exit(1) from None
+
+    return run
+
+
+def _point(alpha_a, alpha_m, sigma_a, sigma_w, sigma_b, activation, n_tokens) -> ReferencePoint:
+    point = ReferencePoint(alpha_a, alpha_m, sigma_a, sigma_w, sigma_b, activation, n_tokens)
+    point.layer()  # validates every hyperparameter
+    return point
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no infinities: λ_a = −∞ (a branch with α = 1 erases differences) becomes null."""
+    return float(value) if math.isfinite(value) else None
+
+
+@app.command()
+@user_errors
+def exponents(
+    alpha_a: AlphaA = 0.5,
+    alpha_m: AlphaM = 0.5,
+    sigma_a: SigmaA = 0.6,
+    sigma_w: SigmaW = 2.0,
+    sigma_b: SigmaB = 0.0,
+    activation: ActivationOpt = "tanh",
+    n_tokens: NTokens = 16,
+    as_json: JsonFlag = False,
+) -> None:
+    """λ_a, λ_g, the attracting state (q*, ρ*) and the phase at one initialization."""
+    from sigprop.theory.exponents import compute_exponents
+
+    point = _point(alpha_a, alpha_m, sigma_a, sigma_w, sigma_b, activation, n_tokens)
+    e = compute_exponents(point.layer(), n_tokens)
+    result = {
+        "lambda_a": _finite_or_none(float(e.lambda_a)),
+        "lambda_g": float(e.lambda_g),
+        "q_star": float(e.q_star),
+        "rho_star": float(e.rho_star),
+        "q_collapsed": float(e.q_collapsed),
+        "phase": str(e.phase),
+        "gradients": str(e.gradients),
+        "hyperparameters": point.scalars(),
+    }
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(title="sigprop exponents (wide-limit theory)", show_header=False)
+    rows = [
+        ("λ_a (angle exponent)", f"{float(e.lambda_a):+.4f}", f"phase: {result['phase']}"),
+        ("λ_g (gradient exponent)", f"{float(e.lambda_g):+.4f}", f"gradients: {result['gradients']}"),
+        ("q*  (attracting norm)", f"{result['q_star']:.4f}", ""),
+        ("ρ*  (attracting cosine)", f"{result['rho_star']:.4f}",
+         "collapsed line" if result["rho_star"] >= 1 - 1e-9 else "regular simplex"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(_verdict(float(e.lambda_a), float(e.lambda_g)))
+
+
+def _verdict(lam_a: float, lam_g: float, depth: int = 32) -> str:
+    """One sentence on what the exponents mean for a network of ``depth`` layers."""
+    angle = (
+        f"token differences shrink by e^{lam_a * depth:.1f} over {depth} layers (rank collapse)"
+        if lam_a < 0 else f"token differences grow by e^{lam_a * depth:.1f} over {depth} layers (chaos)"
+    )
+    gradient = f"‖∂X_L/∂X_0‖² changes by e^{lam_g * depth:.1f} over {depth} layers"
+    return f"{angle}; {gradient}."
+
+
+@app.command()
+@user_errors
+def trajectory(
+    depth: Annotated[int, typer.Option("--depth", help="Number of layers L ≥ 1.")] = 32,
+    q0: Annotated[float, typer.Option("--q0", help="Input mean squared norm q_0 > 0.")] = 1.0,
+    rho0: Annotated[float, typer.Option("--rho0", help="Input token cosine ρ_0 ∈ [0, 1].")] = 0.0,
+    alpha_a: AlphaA = 0.5,
+    alpha_m: AlphaM = 0.5,
+    sigma_a: SigmaA = 0.6,
+    sigma_w: SigmaW = 2.0,
+    sigma_b: SigmaB = 0.0,
+    activation: ActivationOpt = "tanh",
+    n_tokens: NTokens = 16,
+    as_json: JsonFlag = False,
+) -> None:
+    """Predicted q_l, ρ_l and log(‖∂X_l/∂X_0‖_F²/(n d)) for l = 0..L."""
+    from sigprop.theory.dynamics import trajectory as predict
+
+    if depth < 1:
+        raise InvalidHyperparameter(f"depth must be an integer >= 1; got {depth}")
+    if not q0 > 0:
+        raise InvalidHyperparameter(f"q0 must be > 0; got {q0:g}")
+    if not 0.0 <= rho0 <= 1.0:
+        raise InvalidHyperparameter(f"rho0 must be in [0, 1]; got {rho0:g}")
+    point = _point(alpha_a, alpha_m, sigma_a, sigma_w, sigma_b, activation, n_tokens)
+    t = predict(point.layer(), n_tokens, q0, rho0, depth)
+    layers = [
+        {"l": l, "q": float(t.q[l]), "p": float(t.p[l]), "rho": float(t.rho[l]),
+         "log_jac": float(t.log_jac[l])}
+        for l in range(depth + 1)
+    ]
+    if as_json:
+        print(json.dumps({"layers": layers, "hyperparameters": point.scalars()}))
+        return
+    table = Table(title="sigprop trajectory (wide-limit theory)")
+    for column in ("l", "q", "ρ", "1 − ρ", "log ‖J‖²/(nd)"):
+        table.add_column(column, justify="right")
+    for row in layers:
+        table.add_row(str(row["l"]), f"{row['q']:.4f}", f"{row['rho']:.4f}",
+                      f"{1 - row['rho']:.2e}", f"{row['log_jac']:+.3f}")
+    console.print(table)
+
+
+AxisOpt = Annotated[str, typer.Option(help=f"Axis: {', '.join(AXES)}.")]
+
+
+@app.command("phase-diagram")
+@user_errors
+def phase_diagram(
+    x: AxisOpt = "alpha",
+    y: AxisOpt = "sigma-w",
+    x_range: Annotated[Optional[tuple[float, float]], typer.Option(help="x range LOW HIGH.")] = None,
+    y_range: Annotated[Optional[tuple[float, float]], typer.Option(help="y range LOW HIGH.")] = None,
+    resolution: Annotated[int, typer.Option(help="Grid points per axis (≥ 2).")] = 120,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results/phase_diagram"),
+    alpha_a: AlphaA = 0.5,
+    alpha_m: AlphaM = 0.5,
+    sigma_a: SigmaA = 0.6,
+    sigma_w: SigmaW = 2.0,
+    sigma_b: SigmaB = 0.0,
+    activation: ActivationOpt = "tanh",
+    n_tokens: NTokens = 16,
+) -> None:
+    """Heatmaps of λ_a and λ_g over two hyperparameters, zero curves and crossings; grid as CSV
+    and Parquet. Hyperparameters not on an axis keep the values of their flags."""
+    from sigprop.diagrams import write_phase_diagram
+
+    point = _point(alpha_a, alpha_m, sigma_a, sigma_w, sigma_b, activation, n_tokens)
+    x_range, y_range = _axis_range(x, x_range, resolution), _axis_range(y, y_range, resolution)
+    if set(AXES[x][0]) & set(AXES[y][0]):
+        raise InvalidHyperparameter(f"x and y must set different hyperparameters; got {x}, {y}")
+    start = time.perf_counter()
+    with console.status("computing exponents on the grid…"):
+        files = write_phase_diagram(point, x, x_range, y, y_range, resolution, out)
+    console.print(f"phase diagram ({resolution}×{resolution}) in {time.perf_counter() - start:.1f} s:")
+    for path in files:
+        console.print(f"  {path}")
+
+
+@app.command()
+@user_errors
+def critical(
+    y: AxisOpt = "sigma-w",
+    x: Annotated[Optional[str], typer.Option(help="Second axis (omit for a 1-parameter slice).")] = "alpha",
+    x_range: Annotated[Optional[tuple[float, float]], typer.Option(help="x range LOW HIGH.")] = None,
+    y_range: Annotated[Optional[tuple[float, float]], typer.Option(help="y range LOW HIGH.")] = None,
+    points: Annotated[int, typer.Option(help="Grid points along x (≥ 2).")] = 24,
+    alpha_a: AlphaA = 0.5,
+    alpha_m: AlphaM = 0.5,
+    sigma_a: SigmaA = 0.6,
+    sigma_w: SigmaW = 2.0,
+    sigma_b: SigmaB = 0.0,
+    activation: ActivationOpt = "tanh",
+    n_tokens: NTokens = 16,
+    as_json: JsonFlag = False,
+) -> None:
+    """Where λ_a = 0, λ_g = 0 and both, solving for y (at each x on a grid if --x is given;
+    pass --x none for a one-parameter slice)."""
+    from sigprop.slices import critical_summary
+
+    point = _point(alpha_a, alpha_m, sigma_a, sigma_w, sigma_b, activation, n_tokens)
+    x_axis = None if x in (None, "none") else x
+    y_range = _axis_range(y, y_range, 2)
+    x_range = _axis_range(x_axis, x_range, points) if x_axis else None
+    with console.status("solving for critical initializations…"):
+        summary = critical_summary(point, y, y_range, x_axis, x_range, points)
+    if as_json:
+        print(json.dumps(summary))
+        return
+    _print_critical(summary)
+
+
+def _axis_range(axis: str, given: tuple[float, float] | None, points: int) -> tuple[float, float]:
+    if axis not in AXES:
+        raise InvalidHyperparameter(f"axis must be one of {', '.join(AXES)}; got {axis!r}")
+    low, high = given if given is not None else AXES[axis][2]
+    check_axis_range(axis, low, high, points)
+    return float(low), float(high)
+
+
+def _print_critical(summary: dict) -> None:
+    x_name, y_name = summary["x_axis"], summary["y_axis"]
+    for key, title in (("lambda_a_zero", "λ_a = 0 (edge of chaos)"),
+                       ("lambda_g_zero", "λ_g = 0 (edge of gradient stability)"),
+                       ("crossings", "λ_a = λ_g = 0")):
+        table = Table(title=title)
+        if x_name:
+            table.add_column(x_name, justify="right")
+        table.add_column(y_name, justify="right")
+        for row in summary[key]:
+            cells = [f"{row['x']:.4f}"] if x_name else []
+            table.add_row(*cells, f"{row['y']:.4f}")
+        if not summary[key]:
+            table.add_row(*(["—"] * (2 if x_name else 1)))
+        console.print(table)
+    closest = summary.get("closest_on_edge_of_chaos")
+    if closest and not summary["crossings"]:
+        where = f"{x_name} = {closest['x']:.3f}, " if x_name else ""
+        console.print(
+            f"No crossing in this slice. On the edge of chaos |λ_g| is smallest at {where}"
+            f"{y_name} = {closest['y']:.3f}, where λ_g = {closest['lambda_g']:+.4f}."
+        )

@@ -1,0 +1,95 @@
+"""Phase-diagram figure: heatmaps of λ_a and λ_g with both zero curves and their crossings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+AXIS_LABELS = {
+    "alpha": r"residual strength $\alpha = \alpha_A = \alpha_M$",
+    "alpha-a": r"attention residual strength $\alpha_A$",
+    "alpha-m": r"MLP residual strength $\alpha_M$",
+    "sigma-a": r"attention logit scale $\sigma_A$",
+    "sigma-w": r"MLP weight scale $\sigma_w$",
+    "sigma-b": r"MLP bias scale $\sigma_b$",
+}
+_TITLES = {
+    "lambda_a": r"angle exponent $\lambda_a$   (< 0 ordered, > 0 chaotic)",
+    "lambda_g": r"gradient exponent $\lambda_g$   (< 0 vanishing, > 0 exploding)",
+}
+
+
+def plot_phase_diagram(
+    x: np.ndarray,
+    y: np.ndarray,
+    lambda_a: np.ndarray,
+    lambda_g: np.ndarray,
+    x_axis: str,
+    y_axis: str,
+    crossings: list[tuple[float, float]],
+    subtitle: str,
+    path: Path,
+    overlay: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+) -> Path:
+    """Save a two-panel figure; each panel shows both zero curves (λ_a solid, λ_g dashed).
+
+    ``overlay`` optionally maps "lambda_a"/"lambda_g" to measured (x, y, value) points drawn as
+    circles in the same colour scale.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 5.0), constrained_layout=True)
+    fields = {"lambda_a": lambda_a, "lambda_g": lambda_g}
+    for ax, (name, values) in zip(axes, fields.items()):
+        limit = _colour_limit(values)
+        norm = TwoSlopeNorm(vmin=-limit, vcenter=0.0, vmax=limit)
+        mesh = ax.pcolormesh(x, y, np.clip(values, -limit, limit), cmap="RdBu_r", norm=norm,
+                             shading="auto", rasterized=True)
+        bar = fig.colorbar(mesh, ax=ax, extend="both")
+        bar.set_label(f"{_TITLES[name].split('(')[0].strip()} per layer")
+        for field, style in (("lambda_a", "-"), ("lambda_g", "--")):
+            _zero_contour(ax, x, y, fields[field], style)
+        for cx, cy in crossings:
+            ax.plot(cx, cy, marker="*", markersize=16, color="gold", markeredgecolor="black")
+        if overlay and name in overlay:
+            ox, oy, ov = overlay[name]
+            ax.scatter(ox, oy, c=np.clip(ov, -limit, limit), cmap="RdBu_r", norm=norm, s=60,
+                       edgecolors="black", linewidths=0.8, zorder=5)
+        ax.set_title(_TITLES[name], fontsize=11)
+        ax.set_xlabel(AXIS_LABELS[x_axis])
+        ax.set_ylabel(AXIS_LABELS[y_axis])
+    handles = [
+        Line2D([], [], color="black", linestyle="-", label=r"$\lambda_a = 0$ (edge of chaos)"),
+        Line2D([], [], color="black", linestyle="--", label=r"$\lambda_g = 0$ (gradient edge)"),
+    ]
+    if crossings:
+        handles.append(Line2D([], [], marker="*", color="gold", markeredgecolor="black",
+                              linestyle="", markersize=14, label="both vanish"))
+    if overlay:
+        handles.append(Line2D([], [], marker="o", color="grey", markeredgecolor="black",
+                              linestyle="", label="measured (simulation)"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.09),
+               frameon=False)
+    fig.suptitle(subtitle, fontsize=11)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _colour_limit(values: np.ndarray) -> float:
+    """Symmetric colour range: the 98th percentile of |λ| over finite values (λ_a is −∞ at
+    α_A = 1), so a few extreme cells do not wash out the structure near zero."""
+    finite = np.abs(values[np.isfinite(values)])
+    return float(max(np.percentile(finite, 98), 1e-3)) if finite.size else 1.0
+
+
+def _zero_contour(ax, x: np.ndarray, y: np.ndarray, values: np.ndarray, style: str) -> None:
+    finite = np.where(np.isfinite(values), values, -1e3)
+    if finite.min() < 0 < finite.max():
+        ax.contour(x, y, finite, levels=[0.0], colors="black", linestyles=style, linewidths=1.8)

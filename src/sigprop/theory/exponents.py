@@ -1,0 +1,46 @@
+"""The two Lyapunov exponents and the attracting state, for a layer description (THEORY.md §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sigprop.architecture import Serial
+from sigprop.theory.dynamics import attracting_state, collapsed_norm, lambda_a
+
+
+@dataclass(frozen=True)
+class Exponents:
+    """λ_a, λ_g and the attracting forward state (q*, ρ*), arrays over the hyperparameter grid.
+
+    phase: "ordered" (λ_a < 0, tokens collapse to a line) or "chaotic" (λ_a ≥ 0, tokens repel
+    towards a regular simplex); gradients: "vanishing" (λ_g < 0) or "exploding" (λ_g ≥ 0).
+    q_collapsed is the norm fixed point of the collapsed line, where λ_a is evaluated.
+    """
+
+    lambda_a: np.ndarray
+    lambda_g: np.ndarray
+    q_star: np.ndarray
+    rho_star: np.ndarray
+    q_collapsed: np.ndarray
+
+    @property
+    def phase(self) -> np.ndarray:
+        return np.where(self.lambda_a < 0, "ordered", "chaotic")
+
+    @property
+    def gradients(self) -> np.ndarray:
+        return np.where(self.lambda_g < 0, "vanishing", "exploding")
+
+
+def compute_exponents(layer: Serial, n_tokens: int, rho0: float = 0.0) -> Exponents:
+    """λ_a at the collapsed line; λ_g at the state the forward map reaches from cosine ρ0."""
+    state = attracting_state(layer, n_tokens, rho0)
+    return Exponents(
+        lambda_a=lambda_a(layer, n_tokens),
+        lambda_g=state.lambda_g,
+        q_star=state.q,
+        rho_star=state.rho,
+        q_collapsed=collapsed_norm(layer, n_tokens),
+    )

@@ -1,0 +1,182 @@
+"""Gaussian moments of activations against adaptive quadrature, closed forms and Monte Carlo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import integrate
+
+from sigprop.activations import get_activation
+from sigprop.theory.gaussian import cross_moments, diagonal_moments
+
+ALL = ["tanh", "erf", "relu", "gelu", "silu", "linear"]
+RTOL = 1e-9  # the module aims at 1e-8; the references below are good to ~1e-12
+Z_MAX = 12.0  # quadrature range in standard deviations
+
+
+def _quad(f, a: float, b: float, breaks=()) -> float:
+    """∫_a^b f by QUADPACK, split at the breaks (kinks and sharp features)."""
+    edges = [a, *sorted(x for x in breaks if a < x < b), b]
+    return sum(
+        integrate.quad(f, lo, hi, epsabs=1e-15, epsrel=1e-12, limit=500)[0]
+        for lo, hi in zip(edges[:-1], edges[1:])
+    )
+
+
+def _gauss_mean(f, sigma: float) -> float:
+    """E[f(σz)], z ~ N(0, 1)."""
+    density = lambda z: f(sigma * z) * np.exp(-z * z / 2) / np.sqrt(2 * np.pi)  # noqa: E731
+    return _quad(density, -Z_MAX, Z_MAX, [0.0, -1 / sigma, 1 / sigma])
+
+
+def _pair_mean(f, g, var: float, c: float) -> float:
+    """E[f(h1) g(h2)] at correlation c: quad over h1 of the quad over h2 given h1, which is
+    N(c h1, var (1 − c²))."""
+    sigma = np.sqrt(var)
+    if abs(c) == 1.0:
+        return _gauss_mean(lambda x: f(x) * g(c * x), sigma)
+    s = sigma * np.sqrt(1 - c * c)
+
+    def conditional(x: float) -> float:
+        m = c * x
+        density = lambda u: g(m + s * u) * np.exp(-u * u / 2) / np.sqrt(2 * np.pi)  # noqa: E731
+        return _quad(density, -Z_MAX, Z_MAX, [-m / s, (-m - 1 / sigma) / s, (-m + 1 / sigma) / s])
+
+    return _gauss_mean(lambda x: f(x) * conditional(x), sigma)
+
+
+def _reference_diagonal(activation: str, var: float) -> tuple[float, float]:
+    act = get_activation(activation)
+    sigma = np.sqrt(var)
+    return (
+        _gauss_mean(lambda x: act.numpy(x) ** 2, sigma),
+        _gauss_mean(lambda x: act.derivative(x) ** 2, sigma),
+    )
+
+
+def _reference_cross(activation: str, var: float, c: float) -> tuple[float, float]:
+    act = get_activation(activation)
+    return (
+        _pair_mean(act.numpy, act.numpy, var, c),
+        _pair_mean(act.derivative, act.derivative, var, c),
+    )
+
+
+def _assert_close(got: float, want: float, scale: float) -> None:
+    """Relative error ≤ RTOL, measured against 1e-3 of the Cauchy–Schwarz bound `scale` where the
+    moment is much smaller (it vanishes for odd φ at c = 0)."""
+    assert abs(got - want) <= RTOL * max(abs(want), 1e-3 * scale)
+
+
+@pytest.mark.parametrize("activation", ALL)
+@pytest.mark.parametrize("var", [0.01, 1.0, 16.0, 100.0])
+def test_diagonal_moments_match_quadrature(activation: str, var: float) -> None:
+    want = _reference_diagonal(activation, var)
+    got = diagonal_moments(activation, var)
+    for g, w in zip(got, want):
+        assert abs(g - w) <= RTOL * w
+
+
+CROSS_CASES = [(0.01, 0.5), (1.0, -1.0), (1.0, 0.0), (4.0, -0.7), (16.0, 1 - 1e-6), (100.0, 0.9)]
+EDGE_CASES = [(0.01, 1.0), (100.0, -1.0), (100.0, 1.0)]  # 1-D references, cheap
+
+
+@pytest.mark.parametrize("activation", ["tanh", "gelu", "silu"])
+@pytest.mark.parametrize("var,c", CROSS_CASES + EDGE_CASES)
+def test_cross_moments_match_nested_quadrature(activation: str, var: float, c: float) -> None:
+    want = _reference_cross(activation, var, c)
+    got = cross_moments(activation, var, c * var)
+    for g, w, scale in zip(got, want, diagonal_moments(activation, var)):
+        _assert_close(float(g), w, scale)
+
+
+@pytest.mark.parametrize("activation", ["erf", "relu", "linear"])
+@pytest.mark.parametrize(
+    "var,c", [(0.01, 0.3), (1.0, -0.8), (1.0, 1 - 1e-6), (16.0, 0.0), (100.0, -1.0)]
+)
+def test_closed_forms_match_nested_quadrature(activation: str, var: float, c: float) -> None:
+    want = _reference_cross(activation, var, c)
+    got = cross_moments(activation, var, c * var)
+    for g, w, scale in zip(got, want, diagonal_moments(activation, var)):
+        _assert_close(float(g), w, scale)
+
+
+def test_sech4_is_resolved_at_var_16() -> None:
+    """E[tanh'(h)²] = E[sech⁴(4z)], the integrand a 101-node Gauss–Hermite rule misses by ~9 %."""
+    want = _gauss_mean(lambda x: np.cosh(x) ** -4, 4.0)
+    assert abs(diagonal_moments("tanh", 16.0)[1] - want) <= 1e-9 * want
+    assert abs(cross_moments("tanh", 16.0, 16.0)[1] - want) <= 1e-9 * want
+
+
+@pytest.mark.parametrize("activation", ALL)
+def test_cross_at_c_one_is_diagonal_and_at_c_zero_factorizes(activation: str) -> None:
+    var = np.array([0.01, 0.5, 3.0, 30.0])
+    diagonal = diagonal_moments(activation, var)
+    for got, want in zip(cross_moments(activation, var, var), diagonal):
+        np.testing.assert_allclose(got, want, rtol=1e-11)
+    act = get_activation(activation)
+    at_zero = cross_moments(activation, var, 0.0)
+    for got, f, scale in zip(at_zero, (act.numpy, act.derivative), diagonal):
+        means = np.array([_gauss_mean(f, s) for s in np.sqrt(var)])
+        np.testing.assert_allclose(got, means**2, rtol=RTOL, atol=1e-14 * scale.max())
+
+
+@pytest.mark.parametrize(
+    "activation,var,c", [("tanh", 4.0, 0.6), ("gelu", 2.0, -0.3), ("silu", 9.0, 0.95)]
+)
+def test_cross_moments_match_monte_carlo(activation: str, var: float, c: float) -> None:
+    rng = np.random.default_rng(20261124)
+    z1, z2 = rng.standard_normal((2, 1_000_000))
+    h1 = np.sqrt(var) * z1
+    h2 = np.sqrt(var) * (c * z1 + np.sqrt(1 - c * c) * z2)
+    act = get_activation(activation)
+    got = cross_moments(activation, var, c * var)
+    products = (act.numpy(h1) * act.numpy(h2), act.derivative(h1) * act.derivative(h2))
+    for g, samples in zip(got, products):
+        standard_error = samples.std() / np.sqrt(samples.size)
+        assert abs(g - samples.mean()) <= 5 * standard_error
+
+
+@pytest.mark.parametrize("activation", ["tanh", "gelu"])
+def test_vectorized_call_matches_elementwise_calls(activation: str) -> None:
+    rng = np.random.default_rng(0)
+    var = np.repeat(np.linspace(0.1, 4.0, 200) ** 2, 200)  # 40,000 points, 200 unique var
+    c = rng.uniform(-1, 1, var.size)
+    c[:3] = [-1.0, 0.0, 1.0]
+    phi, dphi = cross_moments(activation, var, c * var)
+    assert phi.shape == dphi.shape == var.shape
+    for i in np.concatenate([np.arange(3), rng.choice(var.size, 300, replace=False)]):
+        one = cross_moments(activation, var[i], c[i] * var[i])
+        np.testing.assert_allclose([phi[i], dphi[i]], one, rtol=1e-13, atol=1e-15)
+
+
+def test_broadcasting_over_var_and_cov() -> None:
+    var = np.array([[0.5], [2.0]])
+    cov = np.array([-0.4, 0.0, 0.5])
+    phi, dphi = cross_moments("silu", var, cov)
+    assert phi.shape == dphi.shape == (2, 3)
+    assert np.allclose(phi[1, 2], cross_moments("silu", 2.0, 0.5)[0], rtol=1e-14)
+    assert diagonal_moments("silu", var)[0].shape == (2, 1)
+
+
+def test_rounding_above_var_is_accepted_as_c_equal_one() -> None:
+    var = 3.0
+    over = cross_moments("tanh", var, var * (1 + 1e-14))
+    np.testing.assert_allclose(over, cross_moments("tanh", var, var), rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: diagonal_moments("tanh", 0.0), "var must be finite and > 0"),
+        (lambda: diagonal_moments("tanh", [1.0, -1.0]), "var must be finite and > 0"),
+        (lambda: cross_moments("erf", np.nan, 0.0), "var must be finite and > 0"),
+        (lambda: cross_moments("tanh", 1.0, 1.1), r"cov must be finite with \|cov\| <= var"),
+        (lambda: cross_moments("relu", 1.0, -1.1), r"cov must be finite with \|cov\| <= var"),
+        (lambda: cross_moments("softplus", 1.0, 0.5), "activation must be one of"),
+        (lambda: diagonal_moments("softplus", 1.0), "activation must be one of"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_the_parameter(call, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()
