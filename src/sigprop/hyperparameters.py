@@ -20,7 +20,7 @@ AXES: dict[str, tuple[tuple[str, ...], tuple[float, float, bool], tuple[float, f
     "alpha-a": (("alpha_A",), (0.0, 1.0, True), (0.0, 1.0)),
     "alpha-m": (("alpha_M",), (0.0, 1.0, True), (0.0, 1.0)),
     "sigma-a": (("sigma_A",), (0.0, 8.0, False), (0.1, 3.0)),
-    "sigma-w": (("sigma_w",), (0.0, np.inf, False), (0.1, 4.0)),
+    "sigma-w": (("sigma_w",), (0.0, np.inf, False), (0.1, 6.0)),
     "sigma-b": (("sigma_b",), (0.0, np.inf, True), (0.0, 2.0)),
 }
 

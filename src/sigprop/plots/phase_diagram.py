@@ -12,6 +12,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from sigprop.theory.critical import ZERO_TOLERANCE  # noqa: E402
+
 AXIS_LABELS = {
     "alpha": r"residual strength $\alpha = \alpha_A = \alpha_M$",
     "alpha-a": r"attention residual strength $\alpha_A$",
@@ -46,19 +48,20 @@ def plot_phase_diagram(
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 5.0), constrained_layout=True)
     fields = {"lambda_a": lambda_a, "lambda_g": lambda_g}
     for ax, (name, values) in zip(axes, fields.items()):
-        limit = _colour_limit(values)
-        norm = TwoSlopeNorm(vmin=-limit, vcenter=0.0, vmax=limit)
-        mesh = ax.pcolormesh(x, y, np.clip(values, -limit, limit), cmap="RdBu_r", norm=norm,
+        low, high = _colour_limits(values)
+        norm = TwoSlopeNorm(vmin=low, vcenter=0.0, vmax=high)
+        mesh = ax.pcolormesh(x, y, np.clip(values, low, high), cmap="RdBu_r", norm=norm,
                              shading="auto", rasterized=True)
         bar = fig.colorbar(mesh, ax=ax, extend="both")
         bar.set_label(f"{_TITLES[name].split('(')[0].strip()} per layer")
         for field, style in (("lambda_a", "-"), ("lambda_g", "--")):
             _zero_contour(ax, x, y, fields[field], style)
+        _note_missing_curve(ax, name, values)
         for cx, cy in crossings:
             ax.plot(cx, cy, marker="*", markersize=16, color="gold", markeredgecolor="black")
         if overlay and name in overlay:
             ox, oy, ov = overlay[name]
-            ax.scatter(ox, oy, c=np.clip(ov, -limit, limit), cmap="RdBu_r", norm=norm, s=60,
+            ax.scatter(ox, oy, c=np.clip(ov, low, high), cmap="RdBu_r", norm=norm, s=60,
                        edgecolors="black", linewidths=0.8, zorder=5)
         ax.set_title(_TITLES[name], fontsize=11)
         ax.set_xlabel(AXIS_LABELS[x_axis])
@@ -82,14 +85,31 @@ def plot_phase_diagram(
     return path
 
 
-def _colour_limit(values: np.ndarray) -> float:
-    """Symmetric colour range: the 98th percentile of |λ| over finite values (λ_a is −∞ at
-    α_A = 1), so a few extreme cells do not wash out the structure near zero."""
-    finite = np.abs(values[np.isfinite(values)])
-    return float(max(np.percentile(finite, 98), 1e-3)) if finite.size else 1.0
+def _colour_limits(values: np.ndarray) -> tuple[float, float]:
+    """Colour range with 0 at the centre of the colour map: each sign gets its own limit (the
+    98th percentile of its magnitudes), so small positive λ near the edge of chaos stay visible
+    next to large negative ones (λ_a is −∞ at α_A = 1)."""
+    finite = values[np.isfinite(values)]
+    positive, negative = finite[finite > 0], -finite[finite < 0]
+    high = np.percentile(positive, 98) if positive.size else 0.0
+    low = np.percentile(negative, 98) if negative.size else 0.0
+    scale = max(high, low, 1e-3)
+    return -max(low, 1e-3 * scale), max(high, 1e-3 * scale)
 
 
 def _zero_contour(ax, x: np.ndarray, y: np.ndarray, values: np.ndarray, style: str) -> None:
-    finite = np.where(np.isfinite(values), values, -1e3)
-    if finite.min() < 0 < finite.max():
-        ax.contour(x, y, finite, levels=[0.0], colors="black", linestyles=style, linewidths=1.8)
+    """The λ = 0 curve; cells where λ vanishes identically (α = 0, the identity) are left out."""
+    masked = np.where(np.abs(values) < ZERO_TOLERANCE, np.nan, np.where(np.isfinite(values), values, -1e3))
+    if np.nanmin(masked) < 0 < np.nanmax(masked):
+        ax.contour(x, y, masked, levels=[0.0], colors="black", linestyles=style, linewidths=1.8)
+
+
+def _note_missing_curve(ax, name: str, values: np.ndarray) -> None:
+    """Say so when the exponent has one sign over the whole slice (no zero curve to draw)."""
+    finite = values[np.isfinite(values) & (np.abs(values) >= ZERO_TOLERANCE)]
+    if finite.size and (finite.min() > 0 or finite.max() < 0):
+        symbol = r"$\lambda_a$" if name == "lambda_a" else r"$\lambda_g$"
+        sign = "> 0" if finite.min() > 0 else "< 0"
+        ax.text(0.03, 0.04, f"{symbol} {sign} everywhere in this slice: no zero curve",
+                transform=ax.transAxes, fontsize=9.5,
+                bbox=dict(boxstyle="round", facecolor="white", alpha=0.85))

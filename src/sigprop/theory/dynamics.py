@@ -111,16 +111,24 @@ def tangent_growth(layer: Serial, n_tokens: int, q, rho) -> np.ndarray:
 
 
 def norm_fixed_point(layer: Serial, n_tokens: int, rho) -> np.ndarray:
-    """q*(ρ): fixed point of q ↦ q'(q, ρ), the norm after one layer from the state (q, q ρ).
+    """q*(ρ): fixed point of q ↦ q'(q, ρ), the norm after one layer from the state (q, q ρ)."""
+    return _settle_norm(layer, n_tokens, np.asarray(rho, float))[0]
+
+
+def _settle_norm(layer: Serial, n_tokens: int, rho: np.ndarray) -> tuple[np.ndarray, Geometry]:
+    """q*(ρ) and the geometry one layer after (q*, q* ρ).
 
     Secant iteration on q' − q from q = 1 and q = 2: exact after one step when the norm map is
     affine (every architecture whose branches start with LayerNorm), and free of the
     cancellation that stalls fixed-point iteration when the map is close to the identity.
     """
-    rho = np.asarray(rho, float)
-    step = lambda q: propagate(layer, Geometry(q, q * rho), _unit_tangent(q), n_tokens)[0].q  # noqa: E731
+
+    def step(q: np.ndarray) -> Geometry:
+        return propagate(layer, Geometry(q, q * rho), _unit_tangent(q), n_tokens)[0]
+
     q_prev, q = np.ones_like(rho), np.full_like(rho, 2.0)
-    r_prev, r = step(q_prev) - q_prev, step(q) - q
+    r_prev, after = step(q_prev).q - q_prev, step(q)
+    r = after.q - q
     for _ in range(_MAX_NORM_ITERATIONS):
         dq = q - q_prev
         slope = (r - r_prev) / np.where(dq == 0, 1.0, dq)
@@ -129,14 +137,18 @@ def norm_fixed_point(layer: Serial, n_tokens: int, rho) -> np.ndarray:
         hold = (dq == 0) | (np.abs(slope) < 1e-300)
         q_next = np.where(hold, q, q - r / np.where(hold, 1.0, slope))
         q_next = np.where(q_next > 0, q_next, 0.5 * q)
-        if np.all(np.abs(q_next - q) <= _Q_TOLERANCE * np.maximum(np.abs(q_next), 1.0)):
-            return q_next
+        moved = np.abs(q_next - q) > _Q_TOLERANCE * np.maximum(np.abs(q_next), 1.0)
         q_prev, r_prev = q, r
-        q, r = q_next, step(q_next) - q_next
+        q, after = q_next, step(q_next)
+        r = after.q - q
+        if not np.any(moved):
+            return q, after
     raise RuntimeError("the norm map did not converge to a fixed point")
 
 
-_BRACKET_POINTS = 24
+# Brackets for the attracting root of R: points uniform in log(1 − ρ), about a factor 13 apart.
+# A pair of roots closer than that (a narrow second basin) can be missed.
+_BRACKET_POINTS = 9
 
 
 def _first_attracting_root(layer: Serial, n_tokens: int, rho0: np.ndarray) -> np.ndarray:
@@ -160,7 +172,7 @@ def _first_attracting_root(layer: Serial, n_tokens: int, rho0: np.ndarray) -> np
     low = np.take_along_axis(log_gaps[:, found], first[None] + 1, axis=0)[0]
     sub_layer = take(layer, found)
     log_gap = bracketed_roots(
-        lambda g: _cosine_residual(sub_layer, n_tokens, 1.0 - np.exp(g)), low, high, 1e-13
+        lambda g: _cosine_residual(sub_layer, n_tokens, 1.0 - np.exp(g)), low, high, 1e-11
     )
     rho[found] = 1.0 - np.exp(log_gap)
     return rho
@@ -168,9 +180,7 @@ def _first_attracting_root(layer: Serial, n_tokens: int, rho0: np.ndarray) -> np
 
 def _cosine_residual(layer: Serial, n_tokens: int, rho: np.ndarray) -> np.ndarray:
     """R(ρ) = ρ' − ρ after one layer from (q*(ρ), q*(ρ) ρ)."""
-    q = norm_fixed_point(layer, n_tokens, rho)
-    geometry, _ = propagate(layer, Geometry(q, q * rho), _unit_tangent(q), n_tokens)
-    return geometry.rho - rho
+    return _settle_norm(layer, n_tokens, rho)[1].rho - rho
 
 
 def take(layer: Serial, mask: np.ndarray) -> Serial:

@@ -33,11 +33,11 @@ Cauchy–Schwarz bound sqrt(E[f²] E[g²]), and below 1e-10 relative wherever th
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import lru_cache
 from math import factorial
 from typing import Iterator, NamedTuple
 
 import numpy as np
-from numpy.polynomial import polynomial
 from numpy.typing import ArrayLike
 
 from sigprop.activations import get_activation
@@ -51,7 +51,7 @@ _Z_MAX = 10.0  # e^{-z²/2} < 2e-22 beyond
 _Z_MAX_HERMITE = 13.0  # the coefficient integrand carries e^{-z²/4} < 6e-19 beyond
 _PARSEVAL_TOL = 1e-12
 _TABLE_TOL = 1e-11
-_STENCIL = 12  # points of the local Lagrange interpolant in θ
+_STENCIL = 8  # points of the local Lagrange interpolant in θ
 _COV_SLACK = 1e-12  # |cov| may exceed var by this relative rounding
 _GROUP_SIZE = 256  # variances whose Hermite coefficients are computed together
 _BLOCK = 256  # Hermite orders per matrix product
@@ -96,13 +96,39 @@ def cross_moments(
     if np.all(equal):
         return phi, dphi
     unique, inverse = np.unique(var[~equal], return_inverse=True)
-    tables = _tables(activation, unique)
-    sizes = np.array([t.phi.size for t in tables])
-    base = (np.cumsum(sizes) - sizes)[inverse.ravel()]
-    n = np.array([t.n for t in tables])[inverse.ravel()]
-    flat = [np.concatenate([t.phi for t in tables]), np.concatenate([t.dphi for t in tables])]
-    phi[~equal], dphi[~equal] = _interpolate(flat, base, n, np.arccos(c[~equal]))
+    bank = _bank(activation, unique.tobytes())
+    inverse = inverse.ravel()
+    flat = [bank.phi, bank.dphi]
+    phi[~equal], dphi[~equal] = _interpolate(
+        flat, bank.base[inverse], bank.n[inverse], np.arccos(c[~equal])
+    )
     return phi, dphi
+
+
+class _Bank(NamedTuple):
+    """The θ-tables of a set of variances laid end to end: table i starts at base[i], n[i] cells."""
+
+    phi: np.ndarray
+    dphi: np.ndarray
+    base: np.ndarray
+    n: np.ndarray
+
+
+@lru_cache(maxsize=8)
+def _bank(activation: str, variances: bytes) -> _Bank:
+    """Concatenated tables for the sorted unique variances (raw float64 bytes, hashable).
+
+    A fixed-point solve calls ``cross_moments`` hundreds of times with the same set of
+    variances (one per grid point when σ_b or σ_w sweep a plane): concatenating once per set,
+    not per call, keeps those calls O(points)."""
+    tables = _tables(activation, np.frombuffer(variances, dtype=float))
+    sizes = np.array([t.phi.size for t in tables])
+    return _Bank(
+        phi=np.concatenate([t.phi for t in tables]),
+        dphi=np.concatenate([t.dphi for t in tables]),
+        base=np.cumsum(sizes) - sizes,
+        n=np.array([t.n for t in tables]),
+    )
 
 
 def _check_var(var: np.ndarray) -> np.ndarray:
@@ -250,7 +276,7 @@ def _theta_tables(
     while n <= _MAX_CELLS:
         theta = np.pi / n * np.arange(-pad, n + pad + 1)
         mid = np.pi / n * (np.arange(n) + 0.5)
-        values = polynomial.polyval(np.cos(np.concatenate([theta, mid])), coef, tensor=True)
+        values = _power_series(np.cos(np.concatenate([theta, mid])), coef)
         table, exact = values[:, : theta.size], values[:, theta.size :]
         base = np.repeat(np.arange(2 * m) * theta.size, n)
         (got,) = _interpolate([table.ravel()], base, n, np.tile(mid, 2 * m))
@@ -258,6 +284,17 @@ def _theta_tables(
             return [_Table(table[i], table[m + i], n) for i in range(m)]
         n *= 2
     raise RuntimeError(f"θ-table did not reach its tolerance with {_MAX_CELLS} cells")
+
+
+def _power_series(c: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """Σ_k coef[k, j] c_i^k for every column j and point i, shape (columns, points): one matrix
+    product with the powers c^k (|c| ≤ 1, so the powers stay bounded)."""
+    powers = np.empty((c.size, coef.shape[0]))
+    powers[:, 0] = 1.0
+    if coef.shape[0] > 1:
+        powers[:, 1:] = c[:, None]
+        np.cumprod(powers[:, 1:], axis=1, out=powers[:, 1:])
+    return (powers @ coef).T
 
 
 def _interpolate(

@@ -1,0 +1,5 @@
+"""``python -m sigprop`` runs the command line."""
+
+from sigprop.cli import app
+
+app()

@@ -1,0 +1,96 @@
+"""The command line contract: JSON fields, output files, and one-line errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sigprop", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_exponents_json():
+    out = run("exponents", "--alpha-a", "0.5", "--alpha-m", "0.5", "--sigma-a", "0.6",
+              "--sigma-w", "2.0", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    for key in ("lambda_a", "lambda_g", "q_star", "rho_star", "phase", "gradients"):
+        assert key in result
+    assert result["phase"] == "ordered" and result["lambda_a"] < 0
+    assert result["gradients"] == "exploding" and result["lambda_g"] > 0
+    assert result["rho_star"] == 1.0
+
+
+def test_exponents_chaotic_point():
+    out = run("exponents", "--alpha-a", "0.3", "--alpha-m", "0.3", "--sigma-w", "5",
+              "--activation", "erf", "--n-tokens", "4", "--json")
+    result = json.loads(out.stdout)
+    assert result["phase"] == "chaotic" and 0 < result["rho_star"] < 1
+
+
+def test_trajectory_json():
+    out = run("trajectory", "--sigma-w", "1.5", "--depth", "6", "--q0", "1.2", "--rho0", "0.1",
+              "--json")
+    assert out.returncode == 0, out.stderr
+    layers = json.loads(out.stdout)["layers"]
+    assert [row["l"] for row in layers] == list(range(7))
+    assert layers[0] == pytest.approx({"l": 0, "q": 1.2, "p": 0.12, "rho": 0.1, "log_jac": 0.0})
+    assert all(set(row) >= {"l", "q", "rho", "log_jac"} for row in layers)
+
+
+def test_human_readable_output():
+    out = run("exponents")
+    assert out.returncode == 0 and "λ_a" in out.stdout and "ordered" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["exponents", "--alpha-a", "1.5"], ["alpha_A", "[0, 1]"]),
+        (["exponents", "--alpha-m", "-0.1"], ["alpha_M", "[0, 1]"]),
+        (["exponents", "--sigma-w", "0"], ["sigma_w", "(0"]),
+        (["exponents", "--sigma-a", "-1"], ["sigma_A", "(0"]),
+        (["exponents", "--activation", "swish"], ["activation", "tanh"]),
+        (["exponents", "--n-tokens", "1"], ["n_tokens", ">= 2"]),
+        (["trajectory", "--depth", "0"], ["depth", ">= 1"]),
+        (["trajectory", "--rho0", "1.5"], ["rho0", "[0, 1]"]),
+        (["phase-diagram", "--resolution", "1"], ["at least 2 points"]),
+        (["phase-diagram", "--x-range", "0.5", "1.5"], ["--alpha", "[0, 1]"]),
+        (["phase-diagram", "--x", "depth"], ["axis must be one of"]),
+        (["critical", "--y-range", "3", "1"], ["--sigma-w", "low < high"]),
+    ],
+)
+def test_invalid_input_is_one_line_with_exit_code_2(args, names):
+    out = run(*args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr
+    for name in names:
+        assert name in lines[0]
+
+
+def test_phase_diagram_writes_figure_and_grid(tmp_path):
+    out = run("phase-diagram", "--resolution", "12", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    png = (tmp_path / "phase_diagram.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    grid = pd.read_parquet(tmp_path / "phase_diagram.parquet")
+    assert len(grid) == 144
+    assert {"alpha", "sigma-w", "lambda_a", "lambda_g", "phase", "gradients"} <= set(grid.columns)
+    assert pd.read_csv(tmp_path / "phase_diagram.csv").shape == grid.shape
+
+
+def test_critical_json_finds_the_edge_of_chaos():
+    out = run("critical", "--x", "none", "--y", "sigma-w", "--y-range", "1", "6",
+              "--alpha-a", "0.3", "--alpha-m", "0.3", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    (edge,) = summary["lambda_a_zero"]
+    check = run("exponents", "--alpha-a", "0.3", "--alpha-m", "0.3", "--sigma-w",
+                repr(edge["y"]), "--json")
+    assert abs(json.loads(check.stdout)["lambda_a"]) < 1e-8
