@@ -94,3 +94,39 @@ def test_critical_json_finds_the_edge_of_chaos():
     check = run("exponents", "--alpha-a", "0.3", "--alpha-m", "0.3", "--sigma-w",
                 repr(edge["y"]), "--json")
     assert abs(json.loads(check.stdout)["lambda_a"]) < 1e-8
+
+
+def test_simulate_json_measures_one_point():
+    out = run("simulate", "--alpha-a", "0.6", "--alpha-m", "0.6", "--sigma-w", "1.0", "--depth",
+              "12", "--width", "128", "--seeds", "3", "--seed", "5", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert [row["l"] for row in result["layers"]] == list(range(13))
+    assert result["layers"][0]["q"] == pytest.approx(1.0) and result["layers"][0]["rho"] == pytest.approx(0.0, abs=1e-12)
+    for key in ("lambda_a", "lambda_a_se", "lambda_g", "lambda_g_se"):
+        assert isinstance(result[key], float)
+    assert result["settings"]["seeds"] == [5, 6, 7]
+    assert abs(result["lambda_a"] - result["theory"]["lambda_a"]) < 0.05 + 0.1 * abs(result["theory"]["lambda_a"]) + 3 * result["lambda_a_se"]
+
+
+def test_simulate_several_points_writes_figure_and_table(tmp_path):
+    out = run("simulate", "--sigma-w", "1", "--sigma-w", "5", "--depth", "6", "--width", "64",
+              "--seeds", "2", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    table = pd.read_parquet(tmp_path / "simulation.parquet")
+    assert sorted(table["point"].unique()) == [0, 1] and len(table) == 14
+    assert {"q_theory", "q_mean", "q_se", "rho_mean", "log_jac_theory"} <= set(table.columns)
+    assert (tmp_path / "simulation.png").stat().st_size > 10_000
+
+
+def test_simulate_json_rejects_several_points():
+    out = run("simulate", "--sigma-w", "1", "--sigma-w", "2", "--json")
+    assert out.returncode == 2 and "exactly one" in out.stderr
+
+
+def test_phase_diagram_with_measured_overlay(tmp_path):
+    out = run("phase-diagram", "--resolution", "10", "--empirical", "--empirical-points", "2",
+              "--depth", "6", "--width", "64", "--seeds", "2", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    measured = pd.read_csv(tmp_path / "phase_diagram_measured.csv")
+    assert len(measured) == 4 and measured["lambda_a"].notna().all()

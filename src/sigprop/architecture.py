@@ -147,8 +147,16 @@ def map_hyperparameters(component: Component, fn: Callable[[ArrayLike], ArrayLik
     return replace(component, **numeric)
 
 
+def named_hyperparameters(component: Component) -> list[tuple[str, ArrayLike]]:
+    """(field name, value) of every numeric hyperparameter of ``component``, depth first."""
+    if isinstance(component, Serial):
+        return [pair for c in component.components for pair in named_hyperparameters(c)]
+    if isinstance(component, Residual):
+        return [("alpha", component.alpha), *named_hyperparameters(component.branch)]
+    return [(f.name, getattr(component, f.name)) for f in fields(component)
+            if f.name != "activation"]
+
+
 def hyperparameter_values(component: Component) -> list[ArrayLike]:
     """Every numeric hyperparameter of ``component``, depth first."""
-    values: list[ArrayLike] = []
-    map_hyperparameters(component, lambda v: values.append(v) or v)
-    return values
+    return [value for _, value in named_hyperparameters(component)]

@@ -174,6 +174,115 @@ def trajectory(
 
 
 AxisOpt = Annotated[str, typer.Option(help=f"Axis: {', '.join(AXES)}.")]
+Depth = Annotated[int, typer.Option("--depth", help="Number of layers L ≥ 2.")]
+Width = Annotated[int, typer.Option("--width", help="Width d (= d_ff) of the simulated networks.")]
+Seeds = Annotated[int, typer.Option("--seeds", help="Number of random networks per point.")]
+Seed = Annotated[int, typer.Option("--seed", help="First seed; networks use seed, seed + 1, ….")]
+Probes = Annotated[int, typer.Option("--n-probes", help="Random probes for ‖J‖² per network.")]
+
+
+def _progress(total: int, description: str):
+    """A rich progress bar on stderr, and the callback that advances it by one step."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn(description), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    task = bar.add_task(description, total=total)
+    return bar, lambda: bar.advance(task)
+
+
+def _seed_list(seeds: int, seed: int) -> tuple[int, ...]:
+    if seeds < 1:
+        raise InvalidHyperparameter(f"seeds must be an integer >= 1; got {seeds}")
+    if seed < 0:
+        raise InvalidHyperparameter(f"seed must be an integer >= 0; got {seed}")
+    return tuple(range(seed, seed + seeds))
+
+
+@app.command()
+@user_errors
+def simulate(
+    depth: Depth = 24,
+    width: Width = 256,
+    seeds: Seeds = 4,
+    seed: Seed = 0,
+    n_probes: Probes = 2,
+    q0: Annotated[float, typer.Option("--q0", help="Input mean squared norm q_0 > 0.")] = 1.0,
+    rho0: Annotated[float, typer.Option("--rho0", help="Input token cosine ρ_0 ∈ [0, 1].")] = 0.0,
+    alpha_a: Annotated[list[float], typer.Option("--alpha-a", help="α_A; repeat for several points.")] = [0.5],  # noqa: B006
+    alpha_m: Annotated[list[float], typer.Option("--alpha-m", help="α_M; repeat for several points.")] = [0.5],  # noqa: B006
+    sigma_a: Annotated[list[float], typer.Option("--sigma-a", help="σ_A; repeat for several points.")] = [0.6],  # noqa: B006
+    sigma_w: Annotated[list[float], typer.Option("--sigma-w", help="σ_w; repeat for several points.")] = [2.0],  # noqa: B006
+    sigma_b: Annotated[list[float], typer.Option("--sigma-b", help="σ_b; repeat for several points.")] = [0.0],  # noqa: B006
+    activation: ActivationOpt = "tanh",
+    n_tokens: NTokens = 16,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default results/simulate).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Simulate random reference transformers and compare q_l, ρ_l, log‖J_l‖² and the exponents
+    with the theory. Repeating a hyperparameter flag adds points (all combinations)."""
+    import itertools
+
+    from sigprop.plots.simulate import plot_simulation
+    from sigprop.simulation import SimulationSettings, simulate_points, theory_exponents
+
+    points = [
+        _point(*values, activation, n_tokens)
+        for values in itertools.product(alpha_a, alpha_m, sigma_a, sigma_w, sigma_b)
+    ]
+    if as_json and len(points) != 1:
+        raise InvalidHyperparameter(f"--json needs exactly one hyperparameter point; got {len(points)}")
+    settings = SimulationSettings(depth=depth, width=width, seeds=_seed_list(seeds, seed),
+                                  n_probes=n_probes, q0=q0, rho0=rho0)
+    passes = -(-len(points) * seeds // 64)
+    bar, step = _progress(passes * (settings.depth + settings.angle_depth), "simulating")
+    with bar:
+        table, measured = simulate_points(points, settings, on_layer=step)
+    theory = [theory_exponents(p, settings) for p in points]
+    if as_json:
+        rows = table[table["point"] == 0]
+        print(json.dumps({
+            "layers": [{"l": int(r.l), "q": r.q_mean, "rho": r.rho_mean, "log_jac": r.log_jac_mean}
+                       for r in rows.itertuples()],
+            "lambda_a": measured[0].lambda_a.mean, "lambda_a_se": measured[0].lambda_a.stderr,
+            "lambda_g": measured[0].lambda_g.mean, "lambda_g_se": measured[0].lambda_g.stderr,
+            "theory": {k: _finite_or_none(v) for k, v in theory[0].items()},
+            "settings": {"depth": depth, "width": width, "seeds": list(settings.seeds),
+                         "n_probes": n_probes},
+            "hyperparameters": points[0].scalars(),
+        }))
+        if out is None:
+            return
+    out = out or Path("results/simulate")
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "simulation.csv", index=False)
+    table.to_parquet(out / "simulation.parquet", index=False)
+    labels = [_point_label(p, points) for p in points]
+    figure = plot_simulation(
+        table, labels,
+        f"Reference transformer: theory (d → ∞) vs simulation (d = {width}, {seeds} seeds, "
+        f"n = {n_tokens}, φ = {activation})",
+        out / "simulation.png",
+    )
+    summary = Table(title="exponents: simulation (mean ± s.e.) vs theory")
+    for column in ("point", "λ_a measured", "λ_a theory", f"λ_g measured (l > {settings.burn_in})",
+                   "λ_g theory (same layers)", "λ_g theory (L → ∞)"):
+        summary.add_column(column, justify="right")
+    for label, m, t in zip(labels, measured, theory):
+        summary.add_row(label, f"{m.lambda_a.mean:+.4f} ± {m.lambda_a.stderr:.4f}",
+                        f"{t['lambda_a']:+.4f}", f"{m.lambda_g.mean:+.4f} ± {m.lambda_g.stderr:.4f}",
+                        f"{t['lambda_g_window']:+.4f}", f"{t['lambda_g']:+.4f}")
+    if not as_json:
+        console.print(summary)
+        console.print(f"wrote {figure}, {out / 'simulation.csv'}, {out / 'simulation.parquet'}")
+
+
+def _point_label(point: ReferencePoint, points: list[ReferencePoint]) -> str:
+    """The hyperparameters that vary between points, e.g. 'α_A=0.3 σ_w=5'."""
+    symbols = {"alpha_A": "α_A", "alpha_M": "α_M", "sigma_A": "σ_A", "sigma_w": "σ_w", "sigma_b": "σ_b"}
+    values = point.scalars()
+    varying = [k for k in symbols if len({p.scalars()[k] for p in points}) > 1] or ["alpha_A", "sigma_w"]
+    return " ".join(f"{symbols[k]}={values[k]:g}" for k in varying)
 
 
 @app.command("phase-diagram")
@@ -192,18 +301,39 @@ def phase_diagram(
     sigma_b: SigmaB = 0.0,
     activation: ActivationOpt = "tanh",
     n_tokens: NTokens = 16,
+    empirical: Annotated[bool, typer.Option("--empirical", help="Overlay exponents measured on "
+                                            "simulated networks (coarser grid).")] = False,
+    empirical_points: Annotated[int, typer.Option(help="Measured grid points per axis.")] = 5,
+    depth: Depth = 24,
+    width: Width = 128,
+    seeds: Seeds = 2,
+    seed: Seed = 0,
 ) -> None:
     """Heatmaps of λ_a and λ_g over two hyperparameters, zero curves and crossings; grid as CSV
-    and Parquet. Hyperparameters not on an axis keep the values of their flags."""
+    and Parquet. Hyperparameters not on an axis keep the values of their flags. With
+    --empirical, exponents measured on simulated networks (--depth, --width, --seeds) are drawn
+    as circles in the same colour scale."""
     from sigprop.diagrams import write_phase_diagram
+    from sigprop.simulation import SimulationSettings, measured_exponents_on_grid
 
     point = _point(alpha_a, alpha_m, sigma_a, sigma_w, sigma_b, activation, n_tokens)
     x_range, y_range = _axis_range(x, x_range, resolution), _axis_range(y, y_range, resolution)
     if set(AXES[x][0]) & set(AXES[y][0]):
         raise InvalidHyperparameter(f"x and y must set different hyperparameters; got {x}, {y}")
     start = time.perf_counter()
+    measured = None
+    if empirical:
+        if empirical_points < 2:
+            raise InvalidHyperparameter(f"empirical-points must be >= 2; got {empirical_points}")
+        settings = SimulationSettings(depth=depth, width=width, seeds=_seed_list(seeds, seed))
+        # Cell centres of a coarse grid: inside the ranges, away from α = 1 where λ_a = −∞.
+        xs, ys = (np.linspace(*r, 2 * empirical_points + 1)[1::2] for r in (x_range, y_range))
+        passes = -(-empirical_points**2 * seeds // 64)
+        bar, step = _progress(passes * (settings.depth + settings.angle_depth), "measuring")
+        with bar:
+            measured = measured_exponents_on_grid(point, x, xs, y, ys, settings, on_layer=step)
     with console.status("computing exponents on the grid…"):
-        files = write_phase_diagram(point, x, x_range, y, y_range, resolution, out)
+        files = write_phase_diagram(point, x, x_range, y, y_range, resolution, out, measured)
     console.print(f"phase diagram ({resolution}×{resolution}) in {time.perf_counter() - start:.1f} s:")
     for path in files:
         console.print(f"  {path}")

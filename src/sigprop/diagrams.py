@@ -20,8 +20,13 @@ def write_phase_diagram(
     y_range: tuple[float, float],
     resolution: int,
     out: Path,
+    measured: pd.DataFrame | None = None,
 ) -> list[Path]:
-    """Evaluate λ_a and λ_g on a resolution × resolution grid and write figure and tables."""
+    """Evaluate λ_a and λ_g on a resolution × resolution grid and write figure and tables.
+
+    ``measured`` (from ``simulation.measured_exponents_on_grid``) is drawn over the heatmaps
+    and written as ``phase_diagram_measured.csv``.
+    """
     x = np.linspace(*x_range, resolution)
     y = np.linspace(*y_range, resolution)
     e = exponents_on_grid(point, x_axis, x, y_axis, y)
@@ -31,13 +36,20 @@ def write_phase_diagram(
     csv, parquet = out / "phase_diagram.csv", out / "phase_diagram.parquet"
     grid.to_csv(csv, index=False)
     grid.to_parquet(parquet, index=False)
+    overlay, written = None, [csv, parquet]
+    if measured is not None:
+        overlay = {name: (measured[x_axis].to_numpy(), measured[y_axis].to_numpy(),
+                          measured[name].to_numpy()) for name in ("lambda_a", "lambda_g")}
+        measured.to_csv(out / "phase_diagram_measured.csv", index=False)
+        written.append(out / "phase_diagram_measured.csv")
     png = plot_phase_diagram(
         x, y, e.lambda_a, e.lambda_g, x_axis, y_axis,
         list(zip(crossings.x.tolist(), crossings.y.tolist())),
         fixed_values_caption(point, x_axis, y_axis),
         out / "phase_diagram.png",
+        overlay,
     )
-    return [png, csv, parquet]
+    return [png, *written]
 
 
 def grid_table(x_axis: str, x: np.ndarray, y_axis: str, y: np.ndarray, e) -> pd.DataFrame:

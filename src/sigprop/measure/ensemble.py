@@ -8,22 +8,22 @@ single ``functional_call`` is ``vmap``-ed over the seed axis. Blocks are drawn l
 
 from __future__ import annotations
 
-import copy
 import zlib
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from torch import Tensor, nn
-from torch.func import functional_call, jvp, stack_module_state, vmap
+from torch.func import functional_call, jvp, vmap
 
 from sigprop.architecture import Serial
-from sigprop.models import iter_blocks
+from sigprop.models.build import iter_stacked_blocks
 
 
 @dataclass(frozen=True)
 class StackedBlock:
-    """One layer of every seed's network: ``params`` carry a leading seed axis of size S."""
+    """One layer of every member's network: ``params`` (parameters and buffers) carry a leading
+    member axis of size S."""
 
     template: nn.Module
     params: dict[str, Tensor]
@@ -48,20 +48,54 @@ class StackedBlock:
 
 
 def stacked_blocks(
-    layer: Serial,
+    layer: Serial | Sequence[Serial],
     *,
     depth: int,
     width: int,
     ff_width: int | None,
     seeds: Sequence[int],
 ) -> Iterator[StackedBlock]:
-    """The ``depth`` layers of the networks ``build_network(layer, ..., seed=s)`` for s in seeds.
+    """The ``depth`` layers of the networks ``build_network(layer_m, ..., seed=seed_m)``.
 
+    ``layer`` is one description shared by every seed, or one description per member (paired
+    with ``seeds``): members may differ in every numeric hyperparameter (α is a buffer, the σ's
+    only scale the draws), but not in structure or activation, so that one template serves all.
     Arguments are validated immediately (``ValueError`` naming the argument).
     """
     check_seeds(seeds)
-    streams = [iter_blocks(layer, depth, width, ff_width, seed=int(s)) for s in seeds]
-    return (_stack(list(blocks)) for blocks in zip(*streams))
+    layers = [layer] * len(seeds) if isinstance(layer, Serial) else list(layer)
+    if len(layers) != len(seeds):
+        raise ValueError(f"need one seed per layer description; got {len(seeds)} and {len(layers)}")
+    check_same_structure(layers)
+    blocks = iter_stacked_blocks(layers, seeds, depth, width, ff_width)
+    return (StackedBlock(block, _tensors(block)) for block in blocks)
+
+
+def observed(blocks: Iterator[StackedBlock], on_layer: Callable[[], None] | None) -> Iterator[StackedBlock]:
+    """``blocks``, calling ``on_layer`` after each one has been used (progress reporting)."""
+    for block in blocks:
+        yield block
+        if on_layer is not None:
+            on_layer()
+
+
+def check_same_structure(layers: Sequence[Serial]) -> None:
+    """Descriptions batched together must differ only in numeric hyperparameters."""
+    shapes = {_structure(layer) for layer in layers}
+    if len(shapes) > 1:
+        raise ValueError(
+            "layer descriptions evaluated together must have the same components and "
+            f"activations; got {len(shapes)} different structures"
+        )
+
+
+def _structure(component) -> tuple:
+    """Component types and activations, without the numeric hyperparameters."""
+    if isinstance(component, Serial):
+        return tuple(_structure(c) for c in component.components)
+    branch = getattr(component, "branch", None)
+    return (type(component).__name__, getattr(component, "activation", None),
+            _structure(branch) if branch is not None else None)
 
 
 def stream_seed(seed: int, purpose: str) -> int:
@@ -83,7 +117,6 @@ def check_seeds(seeds: Sequence[int]) -> None:
         raise ValueError(f"seeds must be non-negative integers; got {bad[0]!r}")
 
 
-def _stack(blocks: list[nn.Module]) -> StackedBlock:
-    params, _ = stack_module_state(blocks)
-    template = copy.deepcopy(blocks[0]).to("meta")
-    return StackedBlock(template, {name: p.detach() for name, p in params.items()})
+def _tensors(block: nn.Module) -> dict[str, Tensor]:
+    """Parameters and buffers (the residual strengths α) of a stacked block, by name."""
+    return {name: t.detach() for name, t in (*block.named_parameters(), *block.named_buffers())}

@@ -13,14 +13,20 @@ definition as λ_a; a least-squares slope would weight layers unequally.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from sigprop.architecture import Serial
 from sigprop.measure.collapse import collapsed_log_ratios
-from sigprop.measure.ensemble import stacked_blocks, stream_seed
+from sigprop.measure.ensemble import (
+    check_same_structure,
+    check_seeds,
+    observed,
+    stacked_blocks,
+    stream_seed,
+)
 from sigprop.measure.geometry import simplex_tokens
 from sigprop.measure.trajectory import measure_trajectory
 
@@ -49,14 +55,47 @@ def empirical_lambda_a(
     The collapsed token starts at a random direction with |x|² = d; the difference tangent is
     Gaussian, then projected (token-mean zero, ⊥ x). All seeds are evaluated together.
     """
+    return empirical_lambda_a_points(
+        [layer], depth=depth, width=width, n_tokens=n_tokens, seeds=seeds, burn_in=burn_in,
+        ff_width=ff_width,
+    )[0]
+
+
+def empirical_lambda_a_points(
+    layers: Sequence[Serial],
+    *,
+    depth: int,
+    width: int,
+    n_tokens: int,
+    seeds: Sequence[int],
+    burn_in: int,
+    ff_width: int | None = None,
+    batch: int = 64,
+    on_layer: Callable[[], None] | None = None,
+) -> list[Estimate]:
+    """``empirical_lambda_a`` at many hyperparameter points, every (point, seed) network one
+    member of a vmapped ensemble (``batch`` members per pass). Seed s starts from the same
+    collapsed token and difference tangent at every point."""
     _check_burn_in(burn_in, depth)
     if n_tokens < 2:
         raise ValueError(f"n_tokens must be >= 2 to have token differences; got {n_tokens}")
-    blocks = stacked_blocks(layer, depth=depth, width=width, ff_width=ff_width, seeds=seeds)
-    x0 = torch.stack([_collapsed_token(width, seed=stream_seed(s, "collapsed")) for s in seeds])
-    t0 = torch.stack([_gaussian(n_tokens, width, seed=stream_seed(s, "difference")) for s in seeds])
-    log_ratios = collapsed_log_ratios(blocks, x0, t0).numpy()
-    return _estimate(log_ratios[:, burn_in:].mean(axis=1))
+    check_seeds(seeds)
+    check_same_structure(layers)
+    members = [(layer, int(seed)) for layer in layers for seed in seeds]
+    per_member = []
+    for start in range(0, len(members), batch):
+        chunk = members[start : start + batch]
+        chunk_seeds = [seed for _, seed in chunk]
+        blocks = stacked_blocks(
+            [layer for layer, _ in chunk], depth=depth, width=width, ff_width=ff_width,
+            seeds=chunk_seeds,
+        )
+        blocks = observed(blocks, on_layer)
+        x0 = torch.stack([_collapsed_token(width, seed=stream_seed(s, "collapsed")) for s in chunk_seeds])
+        t0 = torch.stack([_gaussian(n_tokens, width, seed=stream_seed(s, "difference")) for s in chunk_seeds])
+        per_member.append(collapsed_log_ratios(blocks, x0, t0).numpy()[:, burn_in:].mean(axis=1))
+    rates = np.concatenate(per_member).reshape(len(layers), len(seeds))
+    return [_estimate(row) for row in rates]
 
 
 def empirical_lambda_g(
@@ -85,7 +124,14 @@ def empirical_lambda_g(
         n_probes=n_probes,
         ff_width=ff_width,
     )
-    log_jac = trajectory.log_jac
+    return lambda_g_from_log_jac(trajectory.log_jac, burn_in)
+
+
+def lambda_g_from_log_jac(log_jac: np.ndarray, burn_in: int) -> Estimate:
+    """λ_g per seed (rows of ``log_jac``, shape (seeds, L + 1)): the mean increase of log_jac per
+    layer after ``burn_in``."""
+    depth = log_jac.shape[-1] - 1
+    _check_burn_in(burn_in, depth)
     return _estimate((log_jac[:, depth] - log_jac[:, burn_in]) / (depth - burn_in))
 
 

@@ -14,20 +14,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from sigprop.architecture import Serial
-from sigprop.measure.ensemble import StackedBlock, stacked_blocks, stream_seed
+from sigprop.measure.ensemble import (
+    StackedBlock,
+    check_same_structure,
+    check_seeds,
+    observed,
+    stacked_blocks,
+    stream_seed,
+)
 from sigprop.measure.geometry import simplex_tokens, token_geometry
 
 
 @dataclass(frozen=True)
 class Trajectory:
-    """Arrays of shape ``(n_seeds, L + 1)`` over (seed, layer l = 0..L); l = 0 is the input.
+    """Arrays over (seed, layer l = 0..L), l = 0 being the input; ``measure_points`` adds a
+    leading axis over hyperparameter points.
 
     ``one_minus_rho`` is 1 − ρ computed from the token spread, accurate near collapse.
     """
@@ -57,21 +65,66 @@ def measure_trajectory(
     a random orientation per seed; all seeds are evaluated together. Deterministic given seeds,
     and seed s gives the same row whatever other seeds are evaluated with it.
     """
+    points = measure_points(
+        [layer], depth=depth, width=width, n_tokens=n_tokens, q0=q0, rho0=rho0, seeds=seeds,
+        n_probes=n_probes, ff_width=ff_width,
+    )
+    return Trajectory(**{k: v[0] for k, v in vars(points).items()})
+
+
+def measure_points(
+    layers: Sequence[Serial],
+    *,
+    depth: int,
+    width: int,
+    n_tokens: int,
+    q0: float,
+    rho0: float,
+    seeds: Sequence[int],
+    n_probes: int = 4,
+    ff_width: int | None = None,
+    batch: int = 64,
+    on_layer: Callable[[], None] | None = None,
+) -> Trajectory:
+    """``measure_trajectory`` for many hyperparameter points at once: arrays of shape
+    (points, seeds, L + 1).
+
+    Every (point, seed) network is one member of a vmapped ensemble, ``batch`` members per
+    pass; the layers must share their structure and activation. Seed s uses the same inputs
+    and probes at every point (common random numbers), and the results do not depend on
+    ``batch``. ``on_layer`` is called after every layer of every pass (progress reporting).
+    """
     if n_tokens < 2:
         raise ValueError(f"n_tokens must be >= 2 for the off-diagonal geometry p; got {n_tokens}")
     if n_probes < 1:
         raise ValueError(f"n_probes must be >= 1; got {n_probes}")
-    blocks = stacked_blocks(layer, depth=depth, width=width, ff_width=ff_width, seeds=seeds)
-    x0 = torch.stack(
-        [
-            simplex_tokens(n_tokens, width, q0, rho0, seed=stream_seed(s, "input tokens"))
-            for s in seeds
-        ]
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1; got {batch}")
+    check_seeds(seeds)
+    check_same_structure(layers)
+    members = [(layer, int(seed)) for layer in layers for seed in seeds]
+    parts = []
+    for start in range(0, len(members), batch):
+        chunk = members[start : start + batch]
+        chunk_seeds = [seed for _, seed in chunk]
+        blocks = stacked_blocks(
+            [layer for layer, _ in chunk], depth=depth, width=width, ff_width=ff_width,
+            seeds=chunk_seeds,
+        )
+        blocks = observed(blocks, on_layer)
+        x0 = torch.stack(
+            [simplex_tokens(n_tokens, width, q0, rho0, seed=stream_seed(s, "input tokens"))
+             for s in chunk_seeds]
+        )
+        probes = torch.stack(
+            [sphere_probes(n_probes, n_tokens, width, seed=stream_seed(s, "probes"))
+             for s in chunk_seeds]
+        )
+        parts.append(propagate(blocks, x0, probes))
+    shape = (len(layers), len(seeds), depth + 1)
+    return Trajectory(
+        **{key: np.concatenate([vars(p)[key] for p in parts]).reshape(shape) for key in vars(parts[0])}
     )
-    probes = torch.stack(
-        [sphere_probes(n_probes, n_tokens, width, seed=stream_seed(s, "probes")) for s in seeds]
-    )
-    return propagate(blocks, x0, probes)
 
 
 def propagate(blocks: Iterable[StackedBlock], x0: Tensor, probes: Tensor) -> Trajectory:

@@ -64,17 +64,17 @@ class MLPModule(nn.Module):
 class ResidualModule(nn.Module):
     """x ← sqrt(1 − α²) · x + α · branch(x)."""
 
-    def __init__(self, alpha: float, branch: nn.Module) -> None:
+    def __init__(self, alpha: Tensor, branch: nn.Module) -> None:
         super().__init__()
-        self.alpha = alpha
-        self.skip = math.sqrt(1.0 - alpha**2)
+        # A buffer, not a Python float, so that networks with different α stack and vmap.
+        self.register_buffer("alpha", alpha)
         self.branch = branch
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.skip * x + self.alpha * self.branch(x)
+        return torch.sqrt(1.0 - self.alpha**2) * x + self.alpha * self.branch(x)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha:g}"
+        return f"alpha={self.alpha.tolist()}"
 
 
 class Network(nn.Module):
