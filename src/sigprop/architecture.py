@@ -38,13 +38,14 @@ class LayerNorm:
 
 @dataclass(frozen=True)
 class SelfAttention:
-    """Single-head, non-causal softmax self-attention.
+    """Single-head softmax self-attention, bidirectional or ``causal`` (token i sees j ≤ i).
 
     W_Q, W_K entries ~ N(0, σ_A/d), so logits have standard deviation σ_A on inputs with
-    |y|² = d; W_V entries ~ N(0, 1/d).
+    |y|² = d; W_V entries ~ N(0, 1/d). The wide-limit theory covers the bidirectional case.
     """
 
     sigma_A: ArrayLike
+    causal: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ def reference_layer(
     sigma_w: ArrayLike,
     sigma_b: ArrayLike = 0.0,
     activation: str = "tanh",
+    causal: bool = False,
 ) -> Serial:
     """One layer of the reference transformer of THEORY.md §1: attention block, then MLP block.
 
@@ -87,7 +89,7 @@ def reference_layer(
     _check_range("alpha_M", alpha_M, 0.0, 1.0, closed_low=True)
     layer = Serial(
         (
-            Residual(alpha_A, Serial((LayerNorm(), SelfAttention(sigma_A)))),
+            Residual(alpha_A, Serial((LayerNorm(), SelfAttention(sigma_A, causal)))),
             Residual(alpha_M, Serial((LayerNorm(), MLP(sigma_w, sigma_b, activation)))),
         )
     )
@@ -143,7 +145,7 @@ def map_hyperparameters(component: Component, fn: Callable[[ArrayLike], ArrayLik
     if isinstance(component, Residual):
         return Residual(fn(component.alpha), map_hyperparameters(component.branch, fn))
     numeric = {f.name: fn(getattr(component, f.name)) for f in fields(component)
-               if f.name != "activation"}
+               if f.name not in _STRUCTURAL_FIELDS}
     return replace(component, **numeric)
 
 
@@ -154,7 +156,11 @@ def named_hyperparameters(component: Component) -> list[tuple[str, ArrayLike]]:
     if isinstance(component, Residual):
         return [("alpha", component.alpha), *named_hyperparameters(component.branch)]
     return [(f.name, getattr(component, f.name)) for f in fields(component)
-            if f.name != "activation"]
+            if f.name not in _STRUCTURAL_FIELDS]
+
+
+# Fields that choose the architecture rather than hold a numeric hyperparameter.
+_STRUCTURAL_FIELDS = ("activation", "causal")
 
 
 def hyperparameter_values(component: Component) -> list[ArrayLike]:

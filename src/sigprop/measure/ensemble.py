@@ -95,7 +95,7 @@ def _structure(component) -> tuple:
         return tuple(_structure(c) for c in component.components)
     branch = getattr(component, "branch", None)
     return (type(component).__name__, getattr(component, "activation", None),
-            _structure(branch) if branch is not None else None)
+            getattr(component, "causal", None), _structure(branch) if branch is not None else None)
 
 
 def stream_seed(seed: int, purpose: str) -> int:

@@ -164,6 +164,7 @@ def _(component: SelfAttention, context: BuildContext) -> nn.Module:
         W_Q=context.gaussian(d, d, variance=sigma_A / d),
         W_K=context.gaussian(d, d, variance=sigma_A / d),
         W_V=context.gaussian(d, d, variance=np.ones_like(sigma_A) / d),
+        causal=component.causal,
     )
 
 

@@ -22,23 +22,32 @@ class LayerNormModule(nn.Module):
 
 
 class SelfAttentionModule(nn.Module):
-    """SA(Y) = softmax_row((Y W_Qᵀ)(Y W_Kᵀ)ᵀ / sqrt(d)) · Y W_Vᵀ, single head, non-causal.
+    """SA(Y) = softmax_row((Y W_Qᵀ)(Y W_Kᵀ)ᵀ / sqrt(d) + M) · Y W_Vᵀ, single head; the mask M is
+    −∞ above the diagonal when ``causal`` (token i attends to j ≤ i), 0 otherwise.
 
     Written out by hand: ``F.scaled_dot_product_attention`` has no ``vmap`` rule.
     """
 
-    def __init__(self, W_Q: Tensor, W_K: Tensor, W_V: Tensor) -> None:
+    def __init__(self, W_Q: Tensor, W_K: Tensor, W_V: Tensor, causal: bool = False) -> None:
         super().__init__()
         self.W_Q = nn.Parameter(W_Q)
         self.W_K = nn.Parameter(W_K)
         self.W_V = nn.Parameter(W_V)
+        self.causal = causal
 
     def forward(self, y: Tensor) -> Tensor:
         queries = y @ self.W_Q.mT
         keys = y @ self.W_K.mT
         values = y @ self.W_V.mT
         logits = queries @ keys.mT / math.sqrt(y.shape[-1])
+        if self.causal:
+            n = y.shape[-2]
+            future = torch.ones(n, n, dtype=torch.bool, device=y.device).triu(1)
+            logits = logits.masked_fill(future, float("-inf"))
         return torch.softmax(logits, dim=-1) @ values
+
+    def extra_repr(self) -> str:
+        return f"causal={self.causal}"
 
 
 class MLPModule(nn.Module):

@@ -93,6 +93,11 @@ def _(component: SelfAttention, geometry: Geometry, tangent: Tangent, n_tokens: 
     query) and κ_2 = σ_A² q (g_o (1 − ρ) + ρ (g_d − g_o)) (two queries), and δA C δAᵀ =
     q (1 − ρ) δA δAᵀ adds q (1 − ρ) κ_1 T_2 to g_d and q (1 − ρ) κ_2 T_11 to g_o.
     """
+    if component.causal:
+        raise NotImplementedError(
+            "the wide-limit maps assume bidirectional attention (permutation-symmetric tokens); "
+            "measure causal models with sigprop.measure"
+        )
     q, rho = geometry.q, np.clip(geometry.rho, 0.0, 1.0)
     sigma_A = np.asarray(component.sigma_A, float)
     m = attention_moments(n_tokens, sigma_A * q, rho)
