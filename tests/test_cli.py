@@ -130,3 +130,59 @@ def test_phase_diagram_with_measured_overlay(tmp_path):
     assert out.returncode == 0, out.stderr
     measured = pd.read_csv(tmp_path / "phase_diagram_measured.csv")
     assert len(measured) == 4 and measured["lambda_a"].notna().all()
+
+
+USER_MODELS = '''
+import torch
+from torch import nn
+from sigprop.architecture import reference_layer
+from sigprop.models import build_network
+
+
+def reference(seed=0):
+    return build_network(reference_layer(0.5, 0.5, 0.6, 2.0), depth=6, width=32, seed=seed)
+
+
+def flat():
+    return nn.Linear(32, 32)
+'''
+
+
+def run_in(directory, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sigprop", *args], capture_output=True,
+                          text=True, timeout=300, cwd=directory)
+
+
+def test_diagnose_hugging_face_gpt2_json():
+    out = run("diagnose", "--hf", "gpt2", "--layers", "4", "--width", "64", "--heads", "2",
+              "--seeds", "2", "--n-probes", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["depth"] == 4 and result["width"] == 64 and result["blocks"] == "h"
+    assert isinstance(result["lambda_a"], float) and isinstance(result["lambda_g"], float)
+    assert [row["l"] for row in result["layers"]] == list(range(5))
+
+
+def test_diagnose_user_factory_with_plot(tmp_path):
+    (tmp_path / "user_models.py").write_text(USER_MODELS)
+    out = run_in(tmp_path, "diagnose", "user_models:reference", "--seeds", "2", "--plot",
+                 "diagnosis.png")
+    assert out.returncode == 0, out.stderr
+    assert "λ_a" in out.stdout and (tmp_path / "diagnosis.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["user_models:missing"], "no attribute"),
+        (["no_such_module_xyz:make"], "cannot import"),
+        (["user_models:flat"], "block"),
+        (["user_models:reference", "--width", "64"], "width"),
+        (["--hf", "gpt5"], "gpt2"),
+    ],
+)
+def test_diagnose_bad_input(tmp_path, args, message):
+    (tmp_path / "user_models.py").write_text(USER_MODELS)
+    out = run_in(tmp_path, "diagnose", *args)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1

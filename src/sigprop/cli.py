@@ -402,3 +402,84 @@ def _print_critical(summary: dict) -> None:
             f"No crossing in this slice. On the edge of chaos |λ_g| is smallest at {where}"
             f"{y_name} = {closest['y']:.3f}, where λ_g = {closest['lambda_g']:+.4f}."
         )
+
+
+@app.command()
+@user_errors
+def diagnose(
+    factory: Annotated[Optional[str], typer.Argument(
+        help="Your model as 'module.path:factory' (a function returning an nn.Module, "
+             "called with seed= if it accepts it).")] = None,
+    hf: Annotated[Optional[str], typer.Option(help="Hugging Face family built from a config "
+                                              "(random init, nothing downloaded): gpt2, bert, llama.")] = None,
+    layers: Annotated[int, typer.Option(help="Depth of the --hf model.")] = 24,
+    width: Annotated[Optional[int], typer.Option(help="Width d of the --hf model; for your model, "
+                                                  "its expected hidden size (checked).")] = None,
+    heads: Annotated[Optional[int], typer.Option(help="Attention heads of the --hf model "
+                                                  "(default width // 64).")] = None,
+    blocks: Annotated[Optional[str], typer.Option(help="Dotted path of the block list "
+                                                   "(found automatically if omitted).")] = None,
+    n_tokens: NTokens = 16,
+    seeds: Seeds = 4,
+    seed: Seed = 0,
+    n_probes: Probes = 4,
+    burn_in: Annotated[Optional[int], typer.Option(help="Layers skipped before the exponents "
+                                                    "are averaged (default L // 2).")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Save the per-layer figure here (PNG).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Measure any PyTorch model at initialization: per-layer geometry and Jacobian norm, the
+    exponents λ_a and λ_g, and a plain verdict on its phase and gradients."""
+    import torch
+
+    from sigprop.measure.blocks import DiagnoseError
+    from sigprop.measure.diagnose import diagnose as run_diagnosis
+    from sigprop.measure.diagnose import verdict
+    from sigprop.measure.factories import hf_factory, load_factory
+    from sigprop.plots.diagnose import plot_diagnosis
+
+    if (factory is None) == (hf is None):
+        raise DiagnoseError("give either a model factory 'module.path:factory' or --hf FAMILY")
+    run = None
+    if hf is not None:
+        model_factory, run = hf_factory(hf, layers, 256 if width is None else width, heads)
+        width = None  # the Hugging Face model is built at this width
+    else:
+        model_factory = load_factory(factory)
+    torch.set_num_threads(1)  # small per-token kernels: threads only add overhead
+    with console.status("diagnosing…") if not as_json else _null_context():
+        result = run_diagnosis(model_factory, n_tokens=n_tokens, seeds=_seed_list(seeds, seed),
+                               n_probes=n_probes, burn_in=burn_in, width=width,
+                               block_path=blocks, run=run)
+    if plot is not None:
+        plot_diagnosis(result, plot)
+    if as_json:
+        print(json.dumps(result.to_json()))
+        return
+    table = Table(title=f"{result.description}: {result.depth} blocks at '{result.block_path}', "
+                        f"width {result.width}, n = {result.n_tokens}")
+    for column in ("l", "q", "ρ", "1 − ρ", "min cos", "max cos", "eff. rank", "log ‖J‖²/(nd)"):
+        table.add_column(column, justify="right")
+    for row in result.to_json()["layers"]:
+        table.add_row(str(row["l"]), *(_fmt(row[k], f) for k, f in (
+            ("q", ".3f"), ("rho", ".4f"), ("one_minus_rho", ".2e"), ("cos_min", ".3f"),
+            ("cos_max", ".3f"), ("effective_rank", ".2f"), ("log_jac", "+.3f"))))
+    console.print(table)
+    console.print(f"λ_a = {result.lambda_a.mean:+.4f} ± {result.lambda_a.stderr:.4f}  "
+                  f"({result.phase}),  λ_g = {result.lambda_g.mean:+.4f} ± "
+                  f"{result.lambda_g.stderr:.4f}  ({result.gradients} gradients)")
+    console.print(verdict(result))
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    if plot is not None:
+        console.print(f"wrote {plot}")
+
+
+def _fmt(value, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _null_context():
+    import contextlib
+
+    return contextlib.nullcontext()
