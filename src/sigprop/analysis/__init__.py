@@ -1,0 +1,99 @@
+"""Does (λ_a, λ_g) at initialization predict the final test loss? (THEORY.md §4, claim 3)
+
+``analyze`` turns the finished trials of a sweep into the evidence: the loss at every
+hyperparameter point, cross-validated predictors of the loss from the exponents alone against a
+baseline on the raw hyperparameters, where the minimum lies, and how the phase-diagram corners
+compare with the points where both exponents are small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from sigprop.analysis.outcomes import point_outcomes, trial_outcomes
+from sigprop.analysis.predictors import CrossValidation, cross_validate
+
+__all__ = ["Analysis", "analyze"]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the report shows; tables are pandas DataFrames."""
+
+    axes: list[str]
+    depth: int
+    trials: pd.DataFrame  # one row per finished trial, with "loss"
+    points: pd.DataFrame  # one row per hyperparameter point
+    predictors: list[CrossValidation]
+    minimum: dict
+    regions: pd.DataFrame  # mean loss by region of the phase diagram
+
+
+def analyze(trials: pd.DataFrame, axes: list[str], depth: int, vocab_size: int) -> Analysis:
+    """Analyse finished trials of a sweep over ``axes`` (hyperparameter columns of ``trials``)."""
+    outcomes = trial_outcomes(trials, vocab_size)
+    if outcomes.empty:
+        raise ValueError("no finished trials to analyse")
+    outcomes = outcomes.assign(
+        depth_lambda_a_theory=depth * outcomes["lambda_a_theory"],
+        depth_lambda_g_theory=depth * outcomes["lambda_g_theory"],
+        depth_lambda_a_measured=depth * outcomes["lambda_a_measured"],
+        depth_lambda_g_measured=depth * outcomes["lambda_g_measured"],
+    )
+    groups = outcomes.groupby(axes, sort=True).ngroup().to_numpy()
+    y = outcomes["loss"].to_numpy(float)
+    candidates = [
+        ("exponents, theory (L·λ_a, L·λ_g), saturating", "saturating",
+         ("depth_lambda_a_theory", "depth_lambda_g_theory")),
+        ("exponents, theory (L·λ_a, L·λ_g), smoothing spline", "spline",
+         ("depth_lambda_a_theory", "depth_lambda_g_theory")),
+        ("exponents, measured on the causal LM, saturating", "saturating",
+         ("depth_lambda_a_measured", "depth_lambda_g_measured")),
+        ("exponents, measured on the causal LM, smoothing spline", "spline",
+         ("depth_lambda_a_measured", "depth_lambda_g_measured")),
+        ("last-layer state, theory (log(1 − ρ_L), log ‖J_L‖²), saturating", "saturating",
+         ("log_gap_L_theory", "log_jac_L_theory")),
+        ("baseline: raw hyperparameters, smoothing spline", "spline", tuple(axes)),
+    ]
+    predictors = []
+    for name, model, features in candidates:
+        X = outcomes[list(features)].to_numpy(float)
+        if np.all(np.isfinite(X)) and len(np.unique(groups)) >= 5:
+            predictors.append(cross_validate(name, model, X, y, groups, features))
+    points = point_outcomes(outcomes, axes)
+    return Analysis(axes, depth, outcomes, points, predictors, _minimum(points, axes),
+                    _regions(points, depth))
+
+
+def _minimum(points: pd.DataFrame, axes: list[str]) -> dict:
+    """The point of lowest mean loss, and the point where the theory exponents are jointly
+    smallest (min of |L λ_a| + |L λ_g| over the grid), with their losses and ranks."""
+    ranked = points.assign(rank=points["loss"].rank(method="min").astype(int))
+    best = ranked.loc[ranked["loss"].idxmin()]
+    closeness = ranked["lambda_a_theory"].abs() + ranked["lambda_g_theory"].abs()
+    nearest = ranked.loc[closeness.idxmin()]
+
+    def describe(row: pd.Series) -> dict:
+        return {**{axis: float(row[axis]) for axis in axes}, "loss": float(row["loss"]),
+                "rank": int(row["rank"]), "lambda_a": float(row["lambda_a_theory"]),
+                "lambda_g": float(row["lambda_g_theory"])}
+
+    return {"lowest_loss": describe(best), "smallest_exponents": describe(nearest),
+            "points": int(len(points))}
+
+
+def _regions(points: pd.DataFrame, depth: int) -> pd.DataFrame:
+    """Mean loss per region: near both edges (|L λ| < 1 for both theory exponents) and the
+    ordered/chaotic × vanishing/exploding quadrants beyond them."""
+    a, g = depth * points["lambda_a_theory"], depth * points["lambda_g_theory"]
+    near = (a.abs() < 1.0) & (g.abs() < 1.0)
+    labels = np.where(
+        near, "near λ_a = λ_g = 0 (|Lλ| < 1)",
+        np.where(a < 0, "ordered", "chaotic") + np.where(g < 0, " & vanishing", " & exploding"),
+    )
+    table = points.assign(region=labels).groupby("region")["loss"].agg(["count", "mean", "min", "max"])
+    return table.reset_index().rename(columns={"count": "points", "mean": "mean loss",
+                                               "min": "best", "max": "worst"})

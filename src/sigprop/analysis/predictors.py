@@ -1,0 +1,120 @@
+"""Predicting final test loss from initialization, judged by grouped cross-validation.
+
+Two smooth models are compared on the same trials:
+
+* ``saturating``: loss = a + b·σ((z_1 − c_1)/s_1) + d·σ((z_2 − c_2)/s_2), one logistic step in
+  each of two features. THEORY.md §4: at finite depth L what the model sees is the state the maps
+  predict at the last layer, and the loss is step-like in it: tokens collapsed below a threshold
+  (1 − ρ_L ≲ 10⁻³) leave nothing but character frequencies to learn, and gradients grown beyond
+  a threshold stall training. With the depth-scaled exponents z = (L·λ_a, L·λ_g) the steps sit at
+  fixed values of those products.
+* ``smoothing spline``: a thin-plate spline with smoothing (scipy's RBFInterpolator) on
+  standardized features: a generic smooth surface, used for the exponents and, as the baseline,
+  for the raw hyperparameters.
+
+Every model is scored by K-fold cross-validation grouped by hyperparameter point (all seeds of a
+point are held out together, so no point is predicted from its own repeats); R² = 1 − SSE/SST on
+the held-out predictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.interpolate import RBFInterpolator
+from scipy.optimize import least_squares
+
+_FOLDS = 5
+_SMOOTHING = (1e-3, 1e-2, 1e-1, 1.0)
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """Held-out predictions and their R² for one model and feature set."""
+
+    name: str
+    features: tuple[str, ...]
+    r2: float
+    predictions: np.ndarray
+
+
+def cross_validate(name: str, model: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                   features: tuple[str, ...], seed: int = 0) -> CrossValidation:
+    """Grouped K-fold R² of ``model`` ("saturating" or "spline") predicting y from X."""
+    fit = {"saturating": fit_saturating, "spline": fit_spline}[model]
+    predictions = np.full(y.shape, np.nan)
+    for test_groups in _folds(np.unique(groups), seed):
+        held_out = np.isin(groups, test_groups)
+        predictor = fit(X[~held_out], y[~held_out], groups[~held_out])
+        predictions[held_out] = predictor(X[held_out])
+    return CrossValidation(name, features, r_squared(y, predictions), predictions)
+
+
+def r_squared(y: np.ndarray, predictions: np.ndarray) -> float:
+    return float(1.0 - np.sum((y - predictions) ** 2) / np.sum((y - np.mean(y)) ** 2))
+
+
+def fit_saturating(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None):
+    """Least-squares fit of a + b σ((x_1 − c_1)/s_1) + d σ((x_2 − c_2)/s_2); returns a predictor.
+
+    Started from several step positions (quantiles of each feature), the best fit kept; the
+    widths are positive (log-parametrized).
+    """
+    X = np.asarray(X, float)
+    scale = np.std(X, axis=0) + 1e-12
+
+    def model(theta: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        a, b, c1, log_s1, d, c2, log_s2 = theta
+        return (a + b * _sigmoid((Z[:, 0] - c1) / np.exp(log_s1))
+                + d * _sigmoid((Z[:, 1] - c2) / np.exp(log_s2)))
+
+    Z = X / scale
+    best = None
+    for q1 in (0.25, 0.5, 0.75):
+        for q2 in (0.25, 0.5, 0.75):
+            start = np.array([np.mean(y), 0.0, np.quantile(Z[:, 0], q1), np.log(0.5),
+                              0.0, np.quantile(Z[:, 1], q2), np.log(0.5)])
+            result = least_squares(lambda t: model(t, Z) - y, start, method="trf",
+                                   bounds=(_SATURATING_LOW, _SATURATING_HIGH))
+            if best is None or result.cost < best.cost:
+                best = result
+    theta = best.x
+    return lambda X_new: model(theta, np.asarray(X_new, float) / scale)
+
+
+_SATURATING_LOW = np.array([-np.inf, -np.inf, -np.inf, np.log(1e-2), -np.inf, -np.inf, np.log(1e-2)])
+_SATURATING_HIGH = np.array([np.inf, np.inf, np.inf, np.log(1e2), np.inf, np.inf, np.log(1e2)])
+
+
+def fit_spline(X: np.ndarray, y: np.ndarray, groups: np.ndarray):
+    """Thin-plate smoothing spline on standardized features, its smoothing chosen by an inner
+    grouped cross-validation on the training part only."""
+    X = np.asarray(X, float)
+    centre, scale = X.mean(axis=0), X.std(axis=0) + 1e-12
+    Z = (X - centre) / scale
+    smoothing = _inner_smoothing(Z, y, groups)
+    spline = RBFInterpolator(Z, y, kernel="thin_plate_spline", smoothing=smoothing * len(y))
+    return lambda X_new: spline((np.asarray(X_new, float) - centre) / scale)
+
+
+def _inner_smoothing(Z: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
+    scores = []
+    for smoothing in _SMOOTHING:
+        errors = []
+        for test_groups in _folds(np.unique(groups), seed=1):
+            held_out = np.isin(groups, test_groups)
+            spline = RBFInterpolator(Z[~held_out], y[~held_out], kernel="thin_plate_spline",
+                                     smoothing=smoothing * np.count_nonzero(~held_out))
+            errors.append(np.sum((spline(Z[held_out]) - y[held_out]) ** 2))
+        scores.append(np.sum(errors))
+    return _SMOOTHING[int(np.argmin(scores))]
+
+
+def _folds(unique_groups: np.ndarray, seed: int) -> list[np.ndarray]:
+    order = np.random.default_rng(seed).permutation(unique_groups)
+    return [fold for fold in np.array_split(order, min(_FOLDS, len(order))) if fold.size]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))

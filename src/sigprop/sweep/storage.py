@@ -1,0 +1,308 @@
+"""Where a sweep lives: an Optuna study in a SQLite file or a PostgreSQL database.
+
+One study per sweep, direction "minimize". The study's user attributes hold the spec
+(``grid``, ``fixed``, ``n_configurations``) and ``enqueued`` once every configuration has a
+trial. Each configuration is an Optuna trial whose ``params`` are its grid point, with
+categorical distributions over the grid values, so Optuna's own tools (``trials_dataframe``,
+the dashboard) show them; a retried configuration is a new trial with the same params.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+import sqlalchemy
+from optuna.trial import FrozenTrial, TrialState
+
+from sigprop.sweep.spec import SweepSpec, config_key
+
+if TYPE_CHECKING:
+    import pandas
+
+SQLITE_TIMEOUT_S = 120.0  # how long a SQLite transaction waits for the write lock
+ENQUEUE_STALL_S = 10.0  # an unfinished enqueue that makes no progress this long was abandoned
+RESULT_COLUMNS = ("status", "test_loss", "train_loss", "last_finite_loss")
+
+
+def normalize_storage(storage: str | None, default_path: Path) -> str:
+    """The SQLAlchemy URL of a sweep's storage.
+
+    ``None`` is the SQLite file ``default_path``; a plain path (no ``://``) is a SQLite file;
+    ``sqlite:///FILE`` is kept; ``postgresql://`` or ``postgres://`` URLs get the psycopg2 driver
+    (``postgresql+psycopg2://``). Anything else, an in-memory SQLite database (which worker
+    processes cannot share) or an unparsable URL raises ValueError.
+    """
+    if storage is None:
+        return f"sqlite:///{Path(default_path).expanduser().resolve()}"
+    return _normalize(storage)
+
+
+def open_study(storage: str, study_name: str, spec: SweepSpec | None) -> optuna.Study:
+    """Create the sweep's study, or load it, and make sure every configuration has a trial.
+
+    On creation the spec goes into the study's user attributes and every configuration is
+    enqueued once, as a WAITING trial (``Study.enqueue_trial``'s mechanism, with distributions).
+    Only the process that created the study enqueues (study names are unique in the database,
+    so exactly one ``create_study`` succeeds); another process opening it meanwhile waits for
+    the ``enqueued`` mark. Opening an existing study with a spec checks that it describes the
+    same sweep (ValueError if not) and re-enqueues every configuration that has no WAITING,
+    RUNNING or COMPLETE trial: so a restart retries configurations whose evaluation failed.
+    ``spec=None`` only loads an existing study.
+    """
+    rdb = connect(storage)
+    if spec is None:
+        return _load(rdb, study_name)
+    with _quiet():
+        try:
+            optuna.create_study(storage=rdb, study_name=study_name, direction="minimize")
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:
+            created = False
+    study = _load(rdb, study_name)
+    if created:
+        _store_spec(study, spec)
+    else:
+        stored = _stored_spec(study)
+        if stored is None:  # its creator died before writing the spec: adopt the study
+            _store_spec(study, spec)
+        elif not stored.same_sweep(spec):
+            raise ValueError(_mismatch(study_name, stored, spec))
+        else:
+            spec = stored  # keeps the stored order of values, hence the same distributions
+        _wait_for_enqueue(study)
+    _enqueue_missing(study, spec)
+    study.set_user_attr("enqueued", True)
+    return study
+
+
+def trials_frame(storage: str, study_name: str) -> pandas.DataFrame:
+    """One row per configuration, from its latest attempt: the config's settings, ``number``,
+    ``state`` (Optuna's trial state), ``status``, ``test_loss``, ``train_loss``,
+    ``last_finite_loss``, ``value``, ``attempts`` (trials made for it), then every other user
+    attribute of the trial. Rows follow ``SweepSpec.configurations()``."""
+    import pandas
+
+    study = _load(connect(storage), study_name)
+    latest: dict[str, FrozenTrial] = {}
+    attempts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if "superseded_by" in trial.user_attrs:
+            continue
+        key = config_key(trial.params)
+        attempts[key] = attempts.get(key, 0) + 1
+        if key not in latest or trial.number > latest[key].number:
+            latest[key] = trial
+    rows = []
+    for key, trial in latest.items():
+        row: dict[str, Any] = dict(trial.params)
+        row.update(number=trial.number, state=trial.state.name)
+        row.update({name: trial.user_attrs.get(name) for name in RESULT_COLUMNS})
+        row.update(value=trial.value, attempts=attempts[key])
+        row.update({k: v for k, v in trial.user_attrs.items() if k not in row})
+        rows.append(row)
+    rows.sort(key=lambda row: (row.get("config_index", len(rows)), row["number"]))
+    return pandas.DataFrame(rows)
+
+
+def connect(
+    storage: str,
+    *,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    retries: int = 0,
+) -> optuna.storages.RDBStorage:
+    """An Optuna RDBStorage for ``storage``, safe to use from several processes at once.
+
+    With ``heartbeat_interval`` set, Optuna's heartbeat is on: ``fail_stale_trials`` fails a
+    RUNNING trial whose last heartbeat is older than ``grace_period`` seconds, and with
+    ``retries`` > 0 a ``RetryHeartbeatStaleTrialCallback(max_retry=retries)`` puts a WAITING
+    copy of it back.
+
+    SQLite: Python's sqlite3 driver starts a transaction only at the first write, so Optuna's
+    "read the trial, check it is WAITING, mark it RUNNING" would not be atomic and two processes
+    could take the same trial. Every transaction here starts with ``BEGIN IMMEDIATE`` instead,
+    which takes the database's write lock up front; others wait for it up to
+    SQLITE_TIMEOUT_S rather than failing with "database is locked". The file is in WAL mode, so
+    readers outside the sweep never block it. PostgreSQL needs none of this: Optuna locks the
+    trial row with SELECT ... FOR UPDATE.
+    """
+    url = _normalize(storage)
+    sqlite = url.startswith("sqlite")
+    if sqlite:
+        _prepare_sqlite_file(sqlalchemy.engine.make_url(url).database)
+        engine_kwargs: dict[str, Any] = {
+            "connect_args": {"timeout": SQLITE_TIMEOUT_S, "isolation_level": None}
+        }
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    heartbeat: dict[str, Any] = {}
+    if heartbeat_interval is not None:
+        heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
+        if retries > 0:
+            with _quiet():
+                callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries)
+            heartbeat["heartbeat_stale_trial_callback"] = callback
+    rdb = _retry(lambda: optuna.storages.RDBStorage(url, engine_kwargs, **heartbeat))
+    if sqlite:
+        sqlalchemy.event.listen(rdb.engine, "begin", _begin_immediate)
+    return rdb
+
+
+def configuration_trials(trials: list[FrozenTrial]) -> dict[str, list[FrozenTrial]]:
+    """Trials grouped by configuration, each group in trial order."""
+    groups: dict[str, list[FrozenTrial]] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        groups.setdefault(config_key(trial.params), []).append(trial)
+    return groups
+
+
+def _normalize(storage: str) -> str:
+    if not isinstance(storage, str) or not storage.strip():
+        raise ValueError(f"storage: expected a SQLite path or a database URL, got {storage!r}")
+    storage = storage.strip()
+    if "://" not in storage:
+        return f"sqlite:///{Path(storage).expanduser().resolve()}"
+    scheme = storage.split("://", 1)[0].lower()
+    if scheme in ("postgresql", "postgres"):
+        storage = "postgresql+psycopg2://" + storage.split("://", 1)[1]
+    elif scheme not in ("sqlite", "postgresql+psycopg2"):
+        raise ValueError(
+            f"storage: unsupported URL scheme {scheme!r}; use a SQLite file path, "
+            "sqlite:///FILE or postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE"
+        )
+    try:
+        url = sqlalchemy.engine.make_url(storage)
+    except sqlalchemy.exc.ArgumentError as error:
+        raise ValueError(f"storage: cannot parse {storage!r} as a database URL ({error})") from None
+    if scheme == "sqlite" and (not url.database or url.database == ":memory:"):
+        raise ValueError(
+            "storage: an in-memory SQLite database cannot be shared by worker processes; "
+            "give a file, e.g. sqlite:///results/sweep.db"
+        )
+    if scheme != "sqlite" and not url.database:
+        raise ValueError(f"storage: {storage!r} names no database (…/DATABASE)")
+    return storage
+
+
+def _load(rdb: optuna.storages.RDBStorage, study_name: str) -> optuna.Study:
+    try:
+        return optuna.load_study(
+            study_name=study_name, storage=rdb, sampler=optuna.samplers.RandomSampler(seed=0)
+        )
+    except KeyError:
+        raise ValueError(f"study_name: no sweep named {study_name!r} in this storage") from None
+
+
+def _store_spec(study: optuna.Study, spec: SweepSpec) -> None:
+    for key, value in spec.to_json().items():
+        study.set_user_attr(key, value)
+    study.set_user_attr("n_configurations", len(spec.configurations()))
+
+
+def _stored_spec(study: optuna.Study, wait_s: float = ENQUEUE_STALL_S) -> SweepSpec | None:
+    """The spec stored with the study, waiting a little for a creator that is writing it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        attrs = study.user_attrs
+        if "grid" in attrs and "fixed" in attrs:
+            return SweepSpec(grid=attrs["grid"], fixed=attrs["fixed"])
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
+
+
+def _wait_for_enqueue(study: optuna.Study) -> None:
+    """Wait until the study's creator has enqueued every configuration, or has stopped making
+    progress for ENQUEUE_STALL_S (it died: the caller enqueues what is missing)."""
+    count, since = -1, time.monotonic()
+    while not study.user_attrs.get("enqueued"):
+        now_count = len(study.get_trials(deepcopy=False))
+        if now_count != count:
+            count, since = now_count, time.monotonic()
+        elif time.monotonic() - since > ENQUEUE_STALL_S:
+            return
+        time.sleep(0.2)
+
+
+def _enqueue_missing(study: optuna.Study, spec: SweepSpec) -> None:
+    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+    groups = configuration_trials(study.get_trials(deepcopy=False))
+    distributions = {
+        name: optuna.distributions.CategoricalDistribution(tuple(values))
+        for name, values in spec.grid.items()
+    }
+    for index, config in enumerate(spec.configurations()):
+        if any(t.state in live for t in groups.get(config_key(config), [])):
+            continue
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=config,
+                distributions=distributions,
+                user_attrs={"config_index": index},
+                system_attrs={"fixed_params": config},
+            )
+        )
+
+
+def _mismatch(study_name: str, stored: SweepSpec, given: SweepSpec) -> str:
+    differences = [
+        f"{part}[{name!r}]: stored {getattr(stored, part).get(name, '(absent)')}, "
+        f"given {getattr(given, part).get(name, '(absent)')}"
+        for part in ("grid", "fixed")
+        for name in sorted(set(getattr(stored, part)) | set(getattr(given, part)))
+        if _canonical(getattr(stored, part).get(name)) != _canonical(getattr(given, part).get(name))
+    ]
+    return (
+        f"study {study_name!r} already holds a different sweep ({'; '.join(differences)}); "
+        "give it the same grid and fixed settings, or use another study name"
+    )
+
+
+def _canonical(value: Any) -> Any:
+    """A grid list compares as a set of values, a fixed setting as one value."""
+    if isinstance(value, list):
+        return frozenset(config_key({"v": v}) for v in value)
+    return config_key({"v": value})
+
+
+def _prepare_sqlite_file(path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S, isolation_level=None)
+    try:
+        # Persistent in the file; needs a moment without other writers, hence the timeout.
+        connection.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError:
+        pass  # still correct in the default rollback-journal mode, only less concurrent
+    finally:
+        connection.close()
+
+
+def _begin_immediate(connection: sqlalchemy.engine.Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _retry(make, attempts: int = 5):
+    """Creating the tables from several processes at once can collide; the loser retries."""
+    for attempt in range(attempts):
+        try:
+            with _quiet():
+                return make()
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Optuna marks the heartbeat API experimental and warns at every use."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
