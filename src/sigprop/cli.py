@@ -483,3 +483,146 @@ def _null_context():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+_GRID_KEYS = ("alpha", "alpha_A", "alpha_M", "sigma_A", "sigma_w", "sigma_b", "seed")
+
+
+def _grid(entries: list[str]) -> dict[str, list[float]]:
+    """'--grid alpha=0.2,0.5 --grid sigma-w=1,2' → {"alpha": [0.2, 0.5], "sigma_w": [1.0, 2.0]}."""
+    grid: dict[str, list[float]] = {}
+    for entry in entries:
+        name, _, values = entry.partition("=")
+        name = name.strip().replace("-", "_").replace("_a", "_A").replace("_m", "_M")
+        name = {"sigma_W": "sigma_w", "sigma_B": "sigma_b"}.get(name, name)
+        if name not in _GRID_KEYS or not values:
+            raise InvalidHyperparameter(
+                f"--grid takes NAME=v1,v2,… with NAME one of {', '.join(_GRID_KEYS)}; got {entry!r}")
+        try:
+            numbers = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise InvalidHyperparameter(f"--grid {name}: values must be numbers; got {values!r}") from None
+        grid[name] = [int(v) for v in numbers] if name == "seed" else numbers
+    if not grid:
+        raise InvalidHyperparameter("give at least one --grid NAME=v1,v2,…")
+    return grid
+
+
+@app.command()
+@user_errors
+def sweep(
+    grid: Annotated[list[str], typer.Option("--grid", help="A swept setting, NAME=v1,v2,… "
+                                            "(alpha, alpha_A, alpha_M, sigma_A, sigma_w, sigma_b, "
+                                            "seed); repeat for more. The sweep is their product.")],
+    storage: Annotated[Optional[str], typer.Option(help="Study database: a SQLite path or URL, or "
+                                                   "postgresql://… to share one sweep between "
+                                                   "machines (default OUT/sweep.sqlite).")] = None,
+    study: Annotated[str, typer.Option(help="Study name (one study per grid and settings).")] = "sweep",
+    out: Annotated[Path, typer.Option(help="Folder for the default SQLite database.")] = Path("results/sweep"),
+    workers: Annotated[int, typer.Option(help="Local worker processes (one torch thread each).")] = 2,
+    batch_size: Annotated[int, typer.Option(help="Configurations a worker trains together.")] = 8,
+    depth: Depth = 16,
+    width: Annotated[int, typer.Option(help="Width d = d_ff of the trained LMs.")] = 64,
+    context: Annotated[int, typer.Option(help="Context length in characters.")] = 64,
+    batch: Annotated[int, typer.Option(help="Sequences per Adam step.")] = 32,
+    steps: Annotated[int, typer.Option(help="Adam steps per configuration.")] = 400,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    data: Annotated[str, typer.Option(help="shakespeare, or copy (a fast synthetic task).")] = "shakespeare",
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the "
+                                          "training step (faster after a one-off ~30–60 s).")] = True,
+    alpha_a: AlphaA = 0.5,
+    alpha_m: AlphaM = 0.5,
+    sigma_a: SigmaA = 0.6,
+    sigma_w: SigmaW = 2.0,
+    sigma_b: SigmaB = 0.0,
+    activation: ActivationOpt = "tanh",
+) -> None:
+    """Train a grid of initializations of the reference transformer as a causal character LM,
+    each configuration an Optuna trial. Rerunning the same command resumes: finished trials are
+    kept, interrupted ones rerun."""
+    from sigprop.sweep import SweepSpec, normalize_storage, run_sweep
+
+    swept = _grid(grid)
+    _point(alpha_a, alpha_m, sigma_a, sigma_w, sigma_b, activation, 16)
+    defaults = {"alpha_A": alpha_a, "alpha_M": alpha_m, "sigma_A": sigma_a, "sigma_w": sigma_w,
+                "sigma_b": sigma_b}
+    hidden = {"alpha": ("alpha_A", "alpha_M")}.get
+    covered = {k for name in swept for k in (hidden(name) or (name,))}
+    fixed = {k: v for k, v in defaults.items() if k not in covered}
+    fixed |= {"activation": activation, "depth": depth, "width": width, "context": context,
+              "batch": batch, "steps": steps, "lr": lr, "data": data, "compile": compile}
+    if "seed" not in swept:
+        fixed["seed"] = 0
+    for name, values in swept.items():  # validate every swept value before any work
+        for value in values:
+            if name != "seed":
+                ReferencePoint(**{**{k: defaults[k] for k in defaults},
+                                  **{f: value for f in (hidden(name) or (name,))}}).layer()
+    spec = SweepSpec(grid=swept, fixed=fixed)
+    url = normalize_storage(storage, out / "sweep.sqlite")
+    console.print(f"sweep '{study}': {len(spec.configurations())} configurations in {url}")
+    run_sweep(url, study, spec, "sigprop.experiment:make_evaluate", workers=workers,
+              batch_size=batch_size)
+    console.print(f"done; analyse with: sigprop analyze --storage '{url}' --study {study}")
+
+
+@app.command()
+@user_errors
+def analyze(
+    storage: Annotated[Optional[str], typer.Option(help="Study database (default OUT/../sweep.sqlite "
+                                                   "of `sigprop sweep`).")] = None,
+    study: Annotated[str, typer.Option(help="Study name.")] = "sweep",
+    out: Annotated[Path, typer.Option(help="Output folder for figures and tables.")] = Path("results/analysis"),
+    x: Annotated[Optional[str], typer.Option(help="First swept hyperparameter (default: from the study).")] = None,
+    y: Annotated[Optional[str], typer.Option(help="Second swept hyperparameter.")] = None,
+) -> None:
+    """Test loss over the grid with the theory's zero curves, loss against (λ_a, λ_g), and
+    cross-validated predictors of the loss from the exponents against the raw hyperparameters."""
+    from sigprop.analysis import analyze as run_analysis
+    from sigprop.reproduce import study_base_point, write_training_figures
+    from sigprop.sweep import normalize_storage, open_study, trials_frame
+
+    url = normalize_storage(storage, Path("results/sweep/sweep.sqlite"))
+    spec = open_study(url, study, None).user_attrs
+    axes = [x, y] if x and y else [k for k in spec["grid"] if k != "seed" and len(spec["grid"][k]) > 1]
+    if len(axes) != 2:
+        raise InvalidHyperparameter(f"the analysis needs two swept hyperparameters; got {axes} "
+                                    "(choose with --x and --y)")
+    trials = trials_frame(url, study)
+    finished = trials[trials["status"].isin(["complete", "diverged"])]
+    if finished.empty:
+        raise InvalidHyperparameter(f"study '{study}' has no finished trials yet")
+    result = run_analysis(trials, axes, int(spec["fixed"]["depth"]),
+                          int(finished["vocab_size"].dropna().iloc[0]))
+    figures = write_training_figures(result, study_base_point(spec), out)
+    table = Table(title=f"{len(result.trials)} finished trials: cross-validated R² of the test loss")
+    table.add_column("predictor")
+    table.add_column("R²", justify="right")
+    for cv in result.predictors:
+        table.add_row(cv.name, f"{cv.r2:.3f}")
+    console.print(table)
+    console.print(result.regions.to_string(index=False))
+    low = result.minimum["lowest_loss"]
+    console.print(f"lowest loss {low['loss']:.3f} at " + ", ".join(f"{a} = {low[a]:g}" for a in axes)
+                  + f" (λ_a = {low['lambda_a']:+.3f}, λ_g = {low['lambda_g']:+.3f})")
+    for path in figures.values():
+        console.print(f"wrote {path}")
+
+
+@app.command()
+@user_errors
+def reproduce(
+    scale: Annotated[str, typer.Option(help="small (about 15 minutes on 2 CPU cores) or paper.")] = "small",
+    out: Annotated[Path, typer.Option(help="Output folder (report.md, figures, the sweep database).")] = Path("results/reproduce"),
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes for the sweep.")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Sweep database (default OUT/sweep.sqlite).")] = None,
+) -> None:
+    """The paper end to end: theory phase diagrams, theory against simulation, a training sweep
+    and its analysis, written up in OUT/report.md. Rerunning resumes the sweep."""
+    from sigprop.reproduce import SCALES, reproduce as run_reproduction
+
+    if scale not in SCALES:
+        raise InvalidHyperparameter(f"scale must be one of {', '.join(SCALES)}; got {scale!r}")
+    start = time.perf_counter()
+    report = run_reproduction(out, SCALES[scale], storage, workers, log=console.print)
+    console.print(f"report: {report}  ({(time.perf_counter() - start) / 60:.1f} min)")

@@ -25,6 +25,11 @@ AXES: dict[str, tuple[tuple[str, ...], tuple[float, float, bool], tuple[float, f
 }
 
 
+# Config keys of sweeps (field names; "alpha" for both α's) and the axis name of each.
+AXIS_OF_KEY = {"alpha": "alpha", "alpha_A": "alpha-a", "alpha_M": "alpha-m", "sigma_A": "sigma-a",
+               "sigma_w": "sigma-w", "sigma_b": "sigma-b"}
+
+
 @dataclass(frozen=True)
 class ReferencePoint:
     """Hyperparameters of the reference transformer (THEORY.md §1)."""

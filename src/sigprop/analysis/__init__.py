@@ -86,12 +86,12 @@ def _minimum(points: pd.DataFrame, axes: list[str]) -> dict:
 
 
 def _regions(points: pd.DataFrame, depth: int) -> pd.DataFrame:
-    """Mean loss per region: near both edges (|L λ| < 1 for both theory exponents) and the
+    """Mean loss per region: near both edges (L λ within ±1 for both theory exponents) and the
     ordered/chaotic × vanishing/exploding quadrants beyond them."""
     a, g = depth * points["lambda_a_theory"], depth * points["lambda_g_theory"]
     near = (a.abs() < 1.0) & (g.abs() < 1.0)
     labels = np.where(
-        near, "near λ_a = λ_g = 0 (|Lλ| < 1)",
+        near, "near λ_a = λ_g = 0 (L·λ within ±1)",
         np.where(a < 0, "ordered", "chaotic") + np.where(g < 0, " & vanishing", " & exploding"),
     )
     table = points.assign(region=labels).groupby("region")["loss"].agg(["count", "mean", "min", "max"])

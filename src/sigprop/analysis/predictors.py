@@ -2,12 +2,12 @@
 
 Two smooth models are compared on the same trials:
 
-* ``saturating``: loss = a + b·σ((z_1 − c_1)/s_1) + d·σ((z_2 − c_2)/s_2), one logistic step in
-  each of two features. THEORY.md §4: at finite depth L what the model sees is the state the maps
-  predict at the last layer, and the loss is step-like in it: tokens collapsed below a threshold
-  (1 − ρ_L ≲ 10⁻³) leave nothing but character frequencies to learn, and gradients grown beyond
-  a threshold stall training. With the depth-scaled exponents z = (L·λ_a, L·λ_g) the steps sit at
-  fixed values of those products.
+* ``saturating``: loss = a + b·[1 − (1 − σ_1)(1 − σ_2)], σ_i a logistic step in feature i: two
+  failure modes combined as a noisy OR. THEORY.md §4: at finite depth L what the model sees is the
+  state the maps predict at the last layer, and the loss is step-like in it: tokens collapsed
+  below a threshold (1 − ρ_L ≲ 10⁻³) leave nothing but character frequencies to learn, and
+  gradients grown beyond a threshold stall training; either failure is enough. With the
+  depth-scaled exponents z = (L·λ_a, L·λ_g) the steps sit at fixed values of those products.
 * ``smoothing spline``: a thin-plate spline with smoothing (scipy's RBFInterpolator) on
   standardized features: a generic smooth surface, used for the exponents and, as the baseline,
   for the raw hyperparameters.
@@ -56,35 +56,45 @@ def r_squared(y: np.ndarray, predictions: np.ndarray) -> float:
 
 
 def fit_saturating(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None):
-    """Least-squares fit of a + b σ((x_1 − c_1)/s_1) + d σ((x_2 − c_2)/s_2); returns a predictor.
+    """Least-squares fit of the two-failure-mode model; returns a predictor.
 
-    Started from several step positions (quantiles of each feature), the best fit kept; the
-    widths are positive (log-parametrized).
+        loss = a + b · [1 − (1 − σ(k_1 (z_1 − c_1))) (1 − σ(k_2 (z_2 − c_2)))]
+
+    Training fails (the loss saturates at a + b, about what character frequencies give) when
+    either mode is on: tokens collapsed (z_1 = L·λ_a far below 0) or gradients exploded or
+    vanished (z_2 = L·λ_g far from 0); σ(k(z − c)) is a logistic step of signed steepness k at
+    c. A noisy OR of the two, so one failure is enough and two do not fail more.
+
+    Features are standardized, and the fit kept physical so that a held-out point is never sent
+    outside the losses seen: a and a + b within the range of the training losses, step positions
+    within the training features (± one standard deviation), |k| in [0.1, 20] per standard
+    deviation. Started from several step positions and both directions; the best fit is kept.
     """
     X = np.asarray(X, float)
-    scale = np.std(X, axis=0) + 1e-12
+    centre, scale = X.mean(axis=0), X.std(axis=0) + 1e-12
+    Z = (X - centre) / scale
+    low_y, high_y = float(y.min()), float(y.max())
+    span = high_y - low_y + 1e-12
 
     def model(theta: np.ndarray, Z: np.ndarray) -> np.ndarray:
-        a, b, c1, log_s1, d, c2, log_s2 = theta
-        return (a + b * _sigmoid((Z[:, 0] - c1) / np.exp(log_s1))
-                + d * _sigmoid((Z[:, 1] - c2) / np.exp(log_s2)))
+        a, b, c1, k1, c2, k2 = theta
+        ok = (1.0 - _sigmoid(k1 * (Z[:, 0] - c1))) * (1.0 - _sigmoid(k2 * (Z[:, 1] - c2)))
+        return a + b * (1.0 - ok)
 
-    Z = X / scale
+    low = np.array([low_y, -span, Z[:, 0].min() - 1, -20.0, Z[:, 1].min() - 1, -20.0])
+    high = np.array([high_y, span, Z[:, 0].max() + 1, 20.0, Z[:, 1].max() + 1, 20.0])
     best = None
     for q1 in (0.25, 0.5, 0.75):
         for q2 in (0.25, 0.5, 0.75):
-            start = np.array([np.mean(y), 0.0, np.quantile(Z[:, 0], q1), np.log(0.5),
-                              0.0, np.quantile(Z[:, 1], q2), np.log(0.5)])
-            result = least_squares(lambda t: model(t, Z) - y, start, method="trf",
-                                   bounds=(_SATURATING_LOW, _SATURATING_HIGH))
-            if best is None or result.cost < best.cost:
-                best = result
+            for k1, k2 in ((-2.0, 2.0), (-2.0, -2.0), (2.0, 2.0), (2.0, -2.0)):
+                start = np.array([low_y, span, np.quantile(Z[:, 0], q1), k1,
+                                  np.quantile(Z[:, 1], q2), k2])
+                result = least_squares(lambda t: model(t, Z) - y, np.clip(start, low, high),
+                                       method="trf", bounds=(low, high))
+                if best is None or result.cost < best.cost:
+                    best = result
     theta = best.x
-    return lambda X_new: model(theta, np.asarray(X_new, float) / scale)
-
-
-_SATURATING_LOW = np.array([-np.inf, -np.inf, -np.inf, np.log(1e-2), -np.inf, -np.inf, np.log(1e-2)])
-_SATURATING_HIGH = np.array([np.inf, np.inf, np.inf, np.log(1e2), np.inf, np.inf, np.log(1e2)])
+    return lambda X_new: model(theta, (np.asarray(X_new, float) - centre) / scale)
 
 
 def fit_spline(X: np.ndarray, y: np.ndarray, groups: np.ndarray):
