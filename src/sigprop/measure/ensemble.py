@@ -71,6 +71,31 @@ def stacked_blocks(
     return (StackedBlock(block, _tensors(block)) for block in blocks)
 
 
+def member_passes(
+    layers: Sequence[Serial],
+    seeds: Sequence[int],
+    *,
+    depth: int,
+    width: int,
+    ff_width: int | None,
+    batch: int,
+    on_layer: Callable[[], None] | None = None,
+) -> Iterator[tuple[list[int], Iterator[StackedBlock]]]:
+    """The (point, seed) networks, point-major, ``batch`` members per pass: for each pass its
+    members' seeds and its stacked blocks (``on_layer`` called after each block is used)."""
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1; got {batch}")
+    check_seeds(seeds)
+    check_same_structure(layers)
+    members = [(layer, int(seed)) for layer in layers for seed in seeds]
+    for start in range(0, len(members), batch):
+        chunk = members[start : start + batch]
+        chunk_seeds = [seed for _, seed in chunk]
+        blocks = stacked_blocks([layer for layer, _ in chunk], depth=depth, width=width,
+                                ff_width=ff_width, seeds=chunk_seeds)
+        yield chunk_seeds, observed(blocks, on_layer)
+
+
 def observed(blocks: Iterator[StackedBlock], on_layer: Callable[[], None] | None) -> Iterator[StackedBlock]:
     """``blocks``, calling ``on_layer`` after each one has been used (progress reporting)."""
     for block in blocks:

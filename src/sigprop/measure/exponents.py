@@ -20,13 +20,7 @@ import torch
 
 from sigprop.architecture import Serial
 from sigprop.measure.collapse import collapsed_log_ratios
-from sigprop.measure.ensemble import (
-    check_same_structure,
-    check_seeds,
-    observed,
-    stacked_blocks,
-    stream_seed,
-)
+from sigprop.measure.ensemble import member_passes, stream_seed
 from sigprop.measure.geometry import simplex_tokens
 from sigprop.measure.trajectory import measure_trajectory
 
@@ -79,18 +73,9 @@ def empirical_lambda_a_points(
     _check_burn_in(burn_in, depth)
     if n_tokens < 2:
         raise ValueError(f"n_tokens must be >= 2 to have token differences; got {n_tokens}")
-    check_seeds(seeds)
-    check_same_structure(layers)
-    members = [(layer, int(seed)) for layer in layers for seed in seeds]
     per_member = []
-    for start in range(0, len(members), batch):
-        chunk = members[start : start + batch]
-        chunk_seeds = [seed for _, seed in chunk]
-        blocks = stacked_blocks(
-            [layer for layer, _ in chunk], depth=depth, width=width, ff_width=ff_width,
-            seeds=chunk_seeds,
-        )
-        blocks = observed(blocks, on_layer)
+    for chunk_seeds, blocks in member_passes(layers, seeds, depth=depth, width=width,
+                                             ff_width=ff_width, batch=batch, on_layer=on_layer):
         x0 = torch.stack([_collapsed_token(width, seed=stream_seed(s, "collapsed")) for s in chunk_seeds])
         t0 = torch.stack([_gaussian(n_tokens, width, seed=stream_seed(s, "difference")) for s in chunk_seeds])
         per_member.append(collapsed_log_ratios(blocks, x0, t0).numpy()[:, burn_in:].mean(axis=1))

@@ -21,14 +21,7 @@ import torch
 from torch import Tensor
 
 from sigprop.architecture import Serial
-from sigprop.measure.ensemble import (
-    StackedBlock,
-    check_same_structure,
-    check_seeds,
-    observed,
-    stacked_blocks,
-    stream_seed,
-)
+from sigprop.measure.ensemble import StackedBlock, member_passes, stream_seed
 from sigprop.measure.geometry import simplex_tokens, token_geometry
 
 
@@ -98,20 +91,9 @@ def measure_points(
         raise ValueError(f"n_tokens must be >= 2 for the off-diagonal geometry p; got {n_tokens}")
     if n_probes < 1:
         raise ValueError(f"n_probes must be >= 1; got {n_probes}")
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1; got {batch}")
-    check_seeds(seeds)
-    check_same_structure(layers)
-    members = [(layer, int(seed)) for layer in layers for seed in seeds]
     parts = []
-    for start in range(0, len(members), batch):
-        chunk = members[start : start + batch]
-        chunk_seeds = [seed for _, seed in chunk]
-        blocks = stacked_blocks(
-            [layer for layer, _ in chunk], depth=depth, width=width, ff_width=ff_width,
-            seeds=chunk_seeds,
-        )
-        blocks = observed(blocks, on_layer)
+    for chunk_seeds, blocks in member_passes(layers, seeds, depth=depth, width=width,
+                                             ff_width=ff_width, batch=batch, on_layer=on_layer):
         x0 = torch.stack(
             [simplex_tokens(n_tokens, width, q0, rho0, seed=stream_seed(s, "input tokens"))
              for s in chunk_seeds]
