@@ -219,8 +219,10 @@ def simulate(
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default results/simulate).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Simulate random reference transformers and compare q_l, ρ_l, log‖J_l‖² and the exponents
-    with the theory. Repeating a hyperparameter flag adds points (all combinations)."""
+    """Simulate random reference transformers and compare them with the theory.
+
+    Draws q_l, ρ_l and log‖J_l‖² against layer and prints the measured exponents next to the
+    theory. Repeating a hyperparameter flag adds points (all combinations)."""
     import itertools
 
     from sigprop.plots.simulate import plot_simulation
@@ -309,10 +311,11 @@ def phase_diagram(
     seeds: Seeds = 2,
     seed: Seed = 0,
 ) -> None:
-    """Heatmaps of λ_a and λ_g over two hyperparameters, zero curves and crossings; grid as CSV
-    and Parquet. Hyperparameters not on an axis keep the values of their flags. With
-    --empirical, exponents measured on simulated networks (--depth, --width, --seeds) are drawn
-    as circles in the same colour scale."""
+    """Heatmaps of λ_a and λ_g over two hyperparameters, with their zero curves.
+
+    Also writes the grid as CSV and Parquet. Hyperparameters not on an axis keep the values of
+    their flags. With --empirical, exponents measured on simulated networks (--depth, --width,
+    --seeds) are drawn as circles in the same colour scale."""
     from sigprop.diagrams import write_phase_diagram
     from sigprop.simulation import SimulationSettings, measured_exponents_on_grid
 
@@ -356,8 +359,9 @@ def critical(
     n_tokens: NTokens = 16,
     as_json: JsonFlag = False,
 ) -> None:
-    """Where λ_a = 0, λ_g = 0 and both, solving for y (at each x on a grid if --x is given;
-    pass --x none for a one-parameter slice)."""
+    """Critical initializations: where λ_a = 0, λ_g = 0, and both.
+
+    Solves for y at each x on a grid (or pass --x none for a one-parameter slice)."""
     from sigprop.slices import critical_summary
 
     point = _point(alpha_a, alpha_m, sigma_a, sigma_w, sigma_b, activation, n_tokens)
@@ -428,8 +432,10 @@ def diagnose(
     plot: Annotated[Optional[Path], typer.Option(help="Save the per-layer figure here (PNG).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Measure any PyTorch model at initialization: per-layer geometry and Jacobian norm, the
-    exponents λ_a and λ_g, and a plain verdict on its phase and gradients."""
+    """Diagnose any PyTorch model at initialization (Hugging Face or your own).
+
+    Per-layer geometry and Jacobian norm, the exponents λ_a and λ_g, and a plain verdict on its
+    phase and gradients."""
     import torch
 
     from sigprop.measure.blocks import DiagnoseError
@@ -537,9 +543,10 @@ def sweep(
     sigma_b: SigmaB = 0.0,
     activation: ActivationOpt = "tanh",
 ) -> None:
-    """Train a grid of initializations of the reference transformer as a causal character LM,
-    each configuration an Optuna trial. Rerunning the same command resumes: finished trials are
-    kept, interrupted ones rerun."""
+    """Train a grid of initializations as causal character LMs (an Optuna study).
+
+    Each configuration is a trial. Rerunning the same command resumes: finished trials are kept,
+    interrupted ones rerun."""
     from sigprop.sweep import SweepSpec, normalize_storage, run_sweep
 
     swept = _grid(grid)
@@ -576,7 +583,9 @@ def analyze(
     x: Annotated[Optional[str], typer.Option(help="First swept hyperparameter (default: from the study).")] = None,
     y: Annotated[Optional[str], typer.Option(help="Second swept hyperparameter.")] = None,
 ) -> None:
-    """Test loss over the grid with the theory's zero curves, loss against (λ_a, λ_g), and
+    """Analyse a sweep: does (λ_a, λ_g) at initialization predict the test loss?
+
+    Test loss over the grid with the theory's zero curves, loss against (λ_a, λ_g), and
     cross-validated predictors of the loss from the exponents against the raw hyperparameters."""
     from sigprop.analysis import analyze as run_analysis
     from sigprop.reproduce import study_base_point, write_training_figures
@@ -617,8 +626,10 @@ def reproduce(
     workers: Annotated[Optional[int], typer.Option(help="Worker processes for the sweep.")] = None,
     storage: Annotated[Optional[str], typer.Option(help="Sweep database (default OUT/sweep.sqlite).")] = None,
 ) -> None:
-    """The paper end to end: theory phase diagrams, theory against simulation, a training sweep
-    and its analysis, written up in OUT/report.md. Rerunning resumes the sweep."""
+    """Reproduce the paper end to end into OUT/report.md (the main job).
+
+    Theory phase diagrams, theory against simulation, a training sweep and its analysis.
+    Rerunning resumes the sweep."""
     from sigprop.reproduce import SCALES, reproduce as run_reproduction
 
     if scale not in SCALES:
