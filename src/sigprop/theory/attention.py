@@ -49,36 +49,42 @@ _TABLE_TOLERANCE = 1e-11
 
 @dataclass(frozen=True)
 class AttentionMoments:
-    """S_2, S_11, T_2, T_11 (see module docstring); arrays of a common shape."""
+    """S_2, S_11, T_2, T_11 (see module docstring); arrays of a common shape (T's may be None
+    when only the forward map was asked for)."""
 
     S2: np.ndarray
     S11: np.ndarray
-    T2: np.ndarray
-    T11: np.ndarray
+    T2: np.ndarray | None
+    T11: np.ndarray | None
 
 
-def attention_moments(n_tokens: int, sigma: ArrayLike, rho: ArrayLike) -> AttentionMoments:
+def attention_moments(
+    n_tokens: int, sigma: ArrayLike, rho: ArrayLike, gradients: bool = True
+) -> AttentionMoments:
     """Vectorized finite-n softmax expectations at logit scale σ and token cosine ρ ∈ [0, 1].
 
     Evaluates a Chebyshev interpolant in ρ built once per unique (n, σ) from
-    ``exact_attention_moments`` (adaptive degree, interpolation error about 1e-11).
+    ``exact_attention_moments`` (adaptive degree, interpolation error about 1e-11). Without
+    ``gradients`` only the forward moments S_2, S_11 are evaluated (T_2, T_11 are None).
     """
     sigma, rho = np.broadcast_arrays(np.asarray(sigma, float), np.asarray(rho, float))
     x = 2.0 * np.clip(rho, 0.0, 1.0) - 1.0
+    count = 4 if gradients else 2
     if sigma.size and np.all(sigma.flat[0] == sigma):
-        out = chebyshev.chebval(x, _chebyshev_table(n_tokens, float(sigma.flat[0])))
+        out = chebyshev.chebval(x, _chebyshev_table(n_tokens, float(sigma.flat[0]))[:, :count])
     else:
-        out = np.empty((4,) + rho.shape)
+        out = np.empty((count,) + rho.shape)
         unique, inverse = np.unique(sigma, return_inverse=True)
         inverse = inverse.reshape(rho.shape)
         for index, s in enumerate(unique):
             where = inverse == index
-            out[:, where] = chebyshev.chebval(x[where], _chebyshev_table(n_tokens, float(s)))
+            table = _chebyshev_table(n_tokens, float(s))[:, :count]
+            out[:, where] = chebyshev.chebval(x[where], table)
     # Collapsed tokens attend uniformly: exact values, so that S_2 − S_11 = 0 there exactly.
     collapsed = rho >= 1.0
     out[:2, collapsed] = 1.0 / n_tokens
     out[2:, collapsed] = (n_tokens - 1.0) / n_tokens**2
-    return AttentionMoments(*out)
+    return AttentionMoments(*out) if gradients else AttentionMoments(out[0], out[1], None, None)
 
 
 def exact_attention_moments(n_tokens: int, sigma: float, rho: float) -> AttentionMoments:
@@ -129,7 +135,7 @@ def _one_query_sums(n: int, tau: np.ndarray, scale: float) -> tuple[float, float
     With K_a(τ) = E[k_a(τ + x)]:  E Σ A² = n ∫ K_2 K_0^(n−1),  E Σ A³ = (n/2) ∫ K_3 K_0^(n−1),
     E (Σ A²)² = (n/6) ∫ K_4 K_0^(n−1) + (n(n−1)/6) ∫ K_2² K_0^(n−2)  (integrals over τ).
     """
-    K = {a: _smoothed_bump(a, tau, scale) for a in (0, 2, 3, 4)}
+    K = _smoothed_bumps((0, 2, 3, 4), tau, scale)
     rest = K[0] ** (n - 2)
     integral = lambda f: _TAU_STEP * float(np.sum(f))  # noqa: E731
     sum_sq = n * integral(K[2] * K[0] * rest)
@@ -148,7 +154,7 @@ def _two_query_sums(n: int, tau: np.ndarray, beta: float, gamma: float) -> tuple
     """
     b, wb = _gauss_grid(beta, max(1.0, gamma))
     shifted = tau[:, None] + beta * b[None, :]
-    G = {a: _smoothed_bump(a, shifted, gamma) * np.sqrt(wb) for a in (0, 1, 2)}
+    G = {a: K * np.sqrt(wb) for a, K in _smoothed_bumps((0, 1, 2), shifted, gamma).items()}
     H = lambda a, c: G[a] @ G[c].T  # noqa: E731
     H00, H11 = H(0, 0), H(1, 1)
     rest = H00 ** (n - 2)
@@ -160,16 +166,21 @@ def _two_query_sums(n: int, tau: np.ndarray, beta: float, gamma: float) -> tuple
     return pair, pair_21, pair_22, pair_1111
 
 
-def _smoothed_bump(a: int, w: np.ndarray, gamma: float) -> np.ndarray:
-    """K_a(w) = E_e[k_a(w + γ e)], e ~ N(0, 1), with k_a(u) = exp(a u − e^u); elementwise in w."""
-    if gamma == 0.0:
-        return _bump(a, w)
+def _smoothed_bumps(powers: tuple[int, ...], w: np.ndarray, gamma: float) -> dict[int, np.ndarray]:
+    """K_a(w) = E_e[k_a(w + γ e)], e ~ N(0, 1), with k_a(u) = exp(a u − e^u) = (e^u)^a exp(−e^u),
+    for each a in ``powers``, elementwise in w (two exponentials shared by all a)."""
     e, we = _gauss_grid(gamma, 1.0)
-    return _bump(a, w[..., None] + gamma * e) @ we
-
-
-def _bump(a: int, u: np.ndarray) -> np.ndarray:
-    return np.exp(a * u - np.exp(np.minimum(u, 700.0)))
+    # exp(−e^u) underflows to 0 long before u = 40, where (e^u)^4 is still finite.
+    growth = np.exp(np.minimum(w[..., None] + gamma * e, 40.0))
+    decay = np.exp(-growth)
+    bumps, power = {}, 0
+    weighted = decay
+    for a in sorted(powers):
+        while power < a:
+            weighted = weighted * growth
+            power += 1
+        bumps[a] = weighted @ we
+    return bumps
 
 
 def _gauss_grid(rate: float, feature: float) -> tuple[np.ndarray, np.ndarray]:

@@ -124,7 +124,7 @@ def _settle_norm(layer: Serial, n_tokens: int, rho: np.ndarray) -> tuple[np.ndar
     """
 
     def step(q: np.ndarray) -> Geometry:
-        return propagate(layer, Geometry(q, q * rho), _unit_tangent(q), n_tokens)[0]
+        return propagate(layer, Geometry(q, q * rho), None, n_tokens)[0]
 
     q_prev, q = np.ones_like(rho), np.full_like(rho, 2.0)
     r_prev, after = step(q_prev).q - q_prev, step(q)

@@ -77,10 +77,11 @@ def diagonal_moments(activation: str, var: ArrayLike) -> tuple[np.ndarray, np.nd
 
 
 def cross_moments(
-    activation: str, var: ArrayLike, cov: ArrayLike
-) -> tuple[np.ndarray, np.ndarray]:
+    activation: str, var: ArrayLike, cov: ArrayLike, derivative: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(E[φ(h1)φ(h2)], E[φ'(h1)φ'(h2)]) for (h1, h2) ~ N(0, [[var, cov], [cov, var]]).
-    var > 0, |cov| <= var; var and cov broadcast together."""
+    var > 0, |cov| <= var; var and cov broadcast together. With ``derivative`` False the second
+    is not computed (None)."""
     get_activation(activation)
     var, cov = np.broadcast_arrays(np.asarray(var, dtype=float), np.asarray(cov, dtype=float))
     var = _check_var(var)
@@ -88,21 +89,22 @@ def cross_moments(
         raise ValueError("cov must be finite with |cov| <= var (a valid covariance matrix)")
     c = np.clip(cov / var, -1.0, 1.0)
     if activation in _CLOSED_FORMS:
-        return _closed_form_cross(activation, var, c)
+        phi, dphi = _closed_form_cross(activation, var, c)
+        return phi, (dphi if derivative else None)
     # At c = 1 the cross moments are the diagonal ones: exact, and no table is needed.
     phi, dphi = (np.empty(var.shape) for _ in range(2))
     equal = c == 1.0
     phi[equal], dphi[equal] = diagonal_moments(activation, var[equal])
-    if np.all(equal):
-        return phi, dphi
-    unique, inverse = np.unique(var[~equal], return_inverse=True)
-    bank = _bank(activation, unique.tobytes())
-    inverse = inverse.ravel()
-    flat = [bank.phi, bank.dphi]
-    phi[~equal], dphi[~equal] = _interpolate(
-        flat, bank.base[inverse], bank.n[inverse], np.arccos(c[~equal])
-    )
-    return phi, dphi
+    if not np.all(equal):
+        unique, inverse = np.unique(var[~equal], return_inverse=True)
+        bank = _bank(activation, unique.tobytes())
+        inverse = inverse.ravel()
+        values = _interpolate([bank.phi, bank.dphi] if derivative else [bank.phi],
+                              bank.base[inverse], bank.n[inverse], np.arccos(c[~equal]))
+        phi[~equal] = values[0]
+        if derivative:
+            dphi[~equal] = values[1]
+    return phi, (dphi if derivative else None)
 
 
 class _Bank(NamedTuple):
@@ -304,23 +306,25 @@ def _interpolate(
     the one starting at base[i] with n[i] cells, on the _STENCIL nodes around θ_i."""
     t = theta * n / np.pi
     start = np.minimum(np.floor(t), np.asarray(n) - 1).astype(int) - _STENCIL // 2 + 1
-    index = (base + start + _STENCIL // 2)[:, None] + np.arange(_STENCIL)
+    index = np.arange(_STENCIL)[:, None] + (base + start + _STENCIL // 2)
     weights = _lagrange_weights(t - start)
-    return [np.einsum("ij,ij->i", weights, table[index]) for table in tables]
+    return [np.sum(weights * table[index], axis=0) for table in tables]
 
 
 _LAGRANGE_DENOMINATORS = np.array(  # Π_{j≠m} (m − j)
     [(-1) ** (_STENCIL - 1 - m) * factorial(m) * factorial(_STENCIL - 1 - m)
      for m in range(_STENCIL)],
     dtype=float,
-)
+)[:, None]
 
 
 def _lagrange_weights(s: np.ndarray) -> np.ndarray:
-    """ℓ_m(s) = Π_{j≠m} (s − j)/(m − j) for nodes j = 0 … _STENCIL−1, as prefix times suffix
-    products (no division by s − j, so s may sit on a node)."""
-    diff = s[:, None] - np.arange(_STENCIL)
+    """ℓ_m(s) = Π_{j≠m} (s − j)/(m − j) for nodes j = 0 … _STENCIL−1, shape (_STENCIL, points):
+    prefix times suffix products (no division by s − j, so s may sit on a node), one row at a
+    time so that every operation runs over contiguous points."""
+    diff = s[None, :] - np.arange(_STENCIL, dtype=float)[:, None]
     prefix, suffix = np.ones_like(diff), np.ones_like(diff)
-    np.cumprod(diff[:, :-1], axis=1, out=prefix[:, 1:])
-    np.cumprod(diff[:, :0:-1], axis=1, out=suffix[:, -2::-1])
+    for m in range(1, _STENCIL):
+        np.multiply(prefix[m - 1], diff[m - 1], out=prefix[m])
+        np.multiply(suffix[_STENCIL - m], diff[_STENCIL - m], out=suffix[_STENCIL - m - 1])
     return prefix * suffix / _LAGRANGE_DENOMINATORS

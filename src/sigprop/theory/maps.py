@@ -8,8 +8,9 @@ every cross term between state and tangent, and between a skip path and its zero
 averages to zero.
 
 ``propagate(component, geometry, tangent, n_tokens)`` returns the geometry and tangent after the
-component. The tangent map is linear in the tangent. All arrays broadcast together, so one call
-evaluates a whole grid of hyperparameters.
+component. The tangent map is linear in the tangent; a tangent of None propagates the geometry
+alone (cheaper: no gradient moments). All arrays broadcast together, so one call evaluates a
+whole grid of hyperparameters.
 """
 
 from __future__ import annotations
@@ -68,17 +69,16 @@ def _(component: Residual, geometry: Geometry, tangent: Tangent, n_tokens: int):
     """(q, p) ← (1 − α²)(q, p) + α² (q_f, p_f); the tangent mixes the same way."""
     branch_geometry, branch_tangent = propagate(component.branch, geometry, tangent, n_tokens)
     a2 = np.asarray(component.alpha, float) ** 2
-    return mix(1.0 - a2, geometry, a2, branch_geometry), mix(1.0 - a2, tangent, a2, branch_tangent)
+    mixed = mix(1.0 - a2, geometry, a2, branch_geometry)
+    return mixed, None if tangent is None else mix(1.0 - a2, tangent, a2, branch_tangent)
 
 
 @propagate.register
 def _(component: LayerNorm, geometry: Geometry, tangent: Tangent, n_tokens: int):
     """LN maps (q, p) to (1, ρ); a tangent orthogonal to the tokens is only rescaled by 1/q."""
     q = geometry.q
-    return (
-        Geometry(np.ones_like(q), geometry.rho),
-        Tangent(tangent.g_d / q, tangent.g_o / q),
-    )
+    normalized = Geometry(np.ones_like(q), geometry.rho)
+    return normalized, None if tangent is None else Tangent(tangent.g_d / q, tangent.g_o / q)
 
 
 @propagate.register
@@ -100,17 +100,17 @@ def _(component: SelfAttention, geometry: Geometry, tangent: Tangent, n_tokens: 
         )
     q, rho = geometry.q, np.clip(geometry.rho, 0.0, 1.0)
     sigma_A = np.asarray(component.sigma_A, float)
-    m = attention_moments(n_tokens, sigma_A * q, rho)
-    g_d, g_o = tangent.g_d, tangent.g_o
+    m = attention_moments(n_tokens, sigma_A * q, rho, gradients=tangent is not None)
     spread = 1.0 - rho
+    output = Geometry(q * (rho + spread * m.S2), q * (rho + spread * m.S11))
+    if tangent is None:
+        return output, None
+    g_d, g_o = tangent.g_d, tangent.g_o
     kappa_same = sigma_A**2 * q * (g_d * spread + g_d - g_o)
     kappa_cross = sigma_A**2 * q * (g_o * spread + rho * (g_d - g_o))
-    return (
-        Geometry(q * (rho + spread * m.S2), q * (rho + spread * m.S11)),
-        Tangent(
-            g_o + (g_d - g_o) * m.S2 + q * spread * kappa_same * m.T2,
-            g_o + (g_d - g_o) * m.S11 + q * spread * kappa_cross * m.T11,
-        ),
+    return output, Tangent(
+        g_o + (g_d - g_o) * m.S2 + q * spread * kappa_same * m.T2,
+        g_o + (g_d - g_o) * m.S11 + q * spread * kappa_cross * m.T11,
     )
 
 
@@ -125,11 +125,12 @@ def _(component: MLP, geometry: Geometry, tangent: Tangent, n_tokens: int):
     var = sigma_w2 * geometry.q + sigma_b2
     cov = sigma_w2 * geometry.p + sigma_b2
     q_M, slope_diag = diagonal_moments(component.activation, var)
-    p_M, slope_cross = cross_moments(component.activation, var, np.minimum(cov, var))
-    return (
-        Geometry(*np.broadcast_arrays(q_M, p_M)),
-        Tangent(sigma_w2 * slope_diag * tangent.g_d, sigma_w2 * slope_cross * tangent.g_o),
-    )
+    p_M, slope_cross = cross_moments(component.activation, var, np.minimum(cov, var),
+                                     derivative=tangent is not None)
+    output = Geometry(*np.broadcast_arrays(q_M, p_M))
+    if tangent is None:
+        return output, None
+    return output, Tangent(sigma_w2 * slope_diag * tangent.g_d, sigma_w2 * slope_cross * tangent.g_o)
 
 
 def _fields(x) -> tuple[np.ndarray, np.ndarray]:
