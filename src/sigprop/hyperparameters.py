@@ -12,14 +12,14 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sigprop.architecture import InvalidHyperparameter, Serial, reference_layer
+from sigprop.architecture import MAX_SIGMA_A, InvalidHyperparameter, Serial, reference_layer
 
 # Axis name -> (fields it sets, allowed range (low, high, low_closed), default plotting range).
 AXES: dict[str, tuple[tuple[str, ...], tuple[float, float, bool], tuple[float, float]]] = {
     "alpha": (("alpha_A", "alpha_M"), (0.0, 1.0, True), (0.0, 1.0)),
     "alpha-a": (("alpha_A",), (0.0, 1.0, True), (0.0, 1.0)),
     "alpha-m": (("alpha_M",), (0.0, 1.0, True), (0.0, 1.0)),
-    "sigma-a": (("sigma_A",), (0.0, 8.0, False), (0.1, 3.0)),
+    "sigma-a": (("sigma_A",), (0.0, MAX_SIGMA_A, False), (0.1, 3.0)),
     "sigma-w": (("sigma_w",), (0.0, np.inf, False), (0.1, 6.0)),
     "sigma-b": (("sigma_b",), (0.0, np.inf, True), (0.0, 2.0)),
 }
