@@ -10,11 +10,13 @@ average converges at the usual 1/sqrt(seeds) rate.
 import numpy as np
 import pytest
 import torch
+from scipy.optimize import brentq
 
 from sigprop.architecture import reference_layer
-from sigprop.measure import empirical_lambda_a, measure_trajectory
+from sigprop.measure import empirical_lambda_a, empirical_lambda_g, measure_trajectory
 from sigprop.models import build_network
-from sigprop.theory.dynamics import attracting_state, lambda_a, trajectory
+from sigprop.theory.dynamics import attracting_state, collapsed_norm, lambda_a, trajectory
+from sigprop.theory.exponents import compute_exponents
 
 WIDTH = 512
 DEPTH = 20
@@ -106,3 +108,29 @@ def test_ordered_attractor_is_the_collapsed_line():
         for block in build_network(layer, 60, WIDTH, seed=0).blocks:
             x = block(x)
     assert np.all(_cosines(x) > 1 - 1e-4)
+
+
+def test_gradients_explode_at_the_edge_of_chaos():
+    """THEORY.md §4 claim 2 expects λ_a = 0 and λ_g = 0 to cross; the derivation says they
+    cannot (docs/theory.md): at the edge of chaos the attractor is the collapsed line, where a
+    tangent shared by all tokens passes uniform attention's value path while token differences
+    are averaged away, so λ_g − λ_a = log(1 + α_A² / ((1 − α_A²) q*)) > 0. The simulation, at
+    the σ_w where the theory's λ_a vanishes, must show λ_a ≈ 0 and λ_g at that positive value.
+
+    The common mode carries only 1/n of the initial tangent, so it dominates log_jac only after
+    some layers: λ_g is measured from layer 30 on (at layers 5–30 the slope is still ~0.26)."""
+    alpha, sigma_A, n = 0.5, 0.6, 16
+    edge = brentq(lambda w: float(lambda_a(reference_layer(alpha, alpha, sigma_A, w), n)), 1.0, 8.0,
+                  xtol=1e-12)
+    layer = reference_layer(alpha, alpha, sigma_A, edge)
+    q_star = float(collapsed_norm(layer, n))
+    predicted = compute_exponents(layer, n)
+    gap = np.log(1 + alpha**2 / ((1 - alpha**2) * q_star))
+    assert predicted.lambda_g == pytest.approx(gap, rel=1e-6) and gap > 0.3
+    seeds = SEEDS[:4]
+    measured_a = empirical_lambda_a(layer, depth=40, width=WIDTH, n_tokens=n, seeds=seeds, burn_in=10)
+    measured_g = empirical_lambda_g(layer, depth=60, width=WIDTH, n_tokens=n, seeds=seeds,
+                                    burn_in=30, q0=q_star, rho0=0.999)
+    assert abs(measured_a.mean) <= 0.05 + 3 * measured_a.stderr
+    assert abs(measured_g.mean - gap) <= 0.05 + 0.1 * gap + 3 * measured_g.stderr
+    assert measured_g.mean - measured_a.mean > 0.2
