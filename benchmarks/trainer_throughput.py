@@ -27,7 +27,9 @@ It prints, each as model-steps/s, achieved GFLOP/s and fraction of the peak:
 3. a plain loop: one ``nn.Module`` per config (``sigprop.train.build_lm``, the same model and
    initialization) with its own ``torch.optim.Adam``, one config after the other;
 
-and the speed ratio of 2 over 3. It checks that the first-step losses of 2 and 3 agree.
+and the speed ratio of 2 over 3, with its ceiling: the matmul FLOPs are fixed, so no trainer
+whose products run through ATen can beat the loop by more than the torch.mm peak divided by
+the loop's GFLOP/s (oneDNN is reached from Python only through inference ops). It checks that the first-step losses of 2 and 3 agree.
 Per-step times are medians (the machine may be shared; the best step is shown too).
 """
 
@@ -91,6 +93,9 @@ def main() -> None:
     loop = 1.0 / np.median(rows[-1][1])
     for label, seconds, _ in rows[:-1]:
         print(f"speed-up over the plain loop, {label}: {1.0 / np.median(seconds) / loop:.2f}×")
+    ceiling = peaks["torch.mm (ATen/MKL)"] / (loop * flops / 1e9)
+    print(f"upper bound on any speed-up over the loop while the products go through ATen's "
+          f"matmul: torch.mm peak / loop GFLOP/s = {ceiling:.2f}×")
     gap = np.max(np.abs(trainer_first[: len(loop_first)] - loop_first))
     print(f"first-step losses, trainer vs loop: max difference {gap:.1e}")
 

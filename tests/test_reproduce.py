@@ -48,3 +48,26 @@ def test_sweep_and_analyze_commands(tmp_path):
     assert "R²" in out.stdout and (tmp_path / "analysis" / "loss_landscape.png").exists()
     bad = run("sweep", "--grid", "depth=1,2")
     assert bad.returncode == 2 and "--grid" in bad.stderr
+    for args, named in [(("--sample", "alpha=0.9:0.1", "--samples", "4"), "--sample alpha"),
+                        (("--sample", "alpha=0.1:0.9"), "--samples"),
+                        (("--sample", "alpha=0.1:1.5", "--samples", "4"), "alpha"),
+                        ((), "--grid")]:
+        bad = run("sweep", *args)
+        assert bad.returncode == 2 and named in bad.stderr, (args, bad.stderr)
+
+
+def test_quasi_random_sweep_and_its_analysis(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "sigprop", "sweep", "--sample", "alpha=0.1:0.9",
+         "--sample", "sigma-w=0.5:4", "--samples", "6", "--data", "copy", "--depth", "2",
+         "--width", "16", "--context", "40", "--batch", "4", "--steps", "5", "--workers", "1",
+         "--batch-size", "6", "--sigma-b", "1", "--no-compile", "--out", "sweep"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run([sys.executable, "-m", "sigprop", "analyze", "--storage",
+                          "sweep/sweep.sqlite", "--out", "analysis"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    points = pd.read_csv(tmp_path / "analysis" / "points.csv")
+    assert len(points) == 6 and points["alpha"].nunique() == 6
+    assert (tmp_path / "analysis" / "loss_landscape.png").exists()

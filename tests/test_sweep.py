@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -54,6 +55,60 @@ def test_configurations_are_the_grid_product_in_a_fixed_order():
         SweepSpec(grid={"seed": [1, 1.0]}, fixed={})
     with pytest.raises(ValueError, match="finite"):
         SweepSpec(grid={"sigma_w": [math.nan]}, fixed={})
+
+
+def test_sampled_ranges_give_a_deterministic_space_filling_design_crossed_with_the_grid():
+    spec = SweepSpec(grid={"seed": [0, 1]}, fixed={"steps": 10},
+                     sampled={"alpha": [0.1, 0.9], "sigma_w": [0.5, 5.0]}, samples=16)
+    configs = spec.configurations()
+    assert len(configs) == 32 and configs == spec.configurations()
+    assert [c["seed"] for c in configs[:4]] == [0, 1, 0, 1]
+    points = spec.sample_points()
+    assert [{k: c[k] for k in ("alpha", "sigma_w")} for c in configs[::2]] == points
+    alphas = np.array([p["alpha"] for p in points])
+    sigmas = np.array([p["sigma_w"] for p in points])
+    assert np.all((0.1 <= alphas) & (alphas <= 0.9)) and np.all((0.5 <= sigmas) & (sigmas <= 5.0))
+    # space filling: each quarter of each range holds 4 ± 1 of the 16 points
+    for values, (low, high) in ((alphas, (0.1, 0.9)), (sigmas, (0.5, 5.0))):
+        counts = np.histogram(values, bins=4, range=(low, high))[0]
+        assert np.all(np.abs(counts - 4) <= 1), counts
+    other_seed = SweepSpec(grid={}, fixed={}, sampled=spec.sampled, samples=16, sample_seed=1)
+    assert other_seed.sample_points() != points
+    assert SweepSpec.from_json(spec.to_json()) == spec
+    for kwargs, message in [
+        (dict(sampled={"alpha": [0.9, 0.1]}, samples=4), "low < high"),
+        (dict(sampled={"alpha": [0.1, math.inf]}, samples=4), "finite"),
+        (dict(sampled={"alpha": [0.1, 0.9]}, samples=0), "samples"),
+        (dict(samples=3), "samples"),
+        (dict(sampled={"alpha": [0.1, 0.9]}, samples=2, sample_seed=-1), "sample_seed"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            SweepSpec(grid={"seed": [0]}, fixed={}, **kwargs)
+    with pytest.raises(ValueError, match="grid and sampled"):
+        SweepSpec(grid={"alpha": [0.5]}, fixed={}, sampled={"alpha": [0.1, 0.9]}, samples=2)
+    with pytest.raises(ValueError, match="at least one swept"):
+        SweepSpec(grid={}, fixed={})
+
+
+def test_a_sampled_sweep_is_stored_with_float_distributions_and_resumes(tmp_path):
+    url = normalize_storage(None, tmp_path / "s.db")
+    spec = SweepSpec(grid={"seed": [0]}, fixed={"steps": 100, "activation": "tanh"},
+                     sampled={"alpha": [0.1, 0.9], "sigma_w": [1.0, 3.0]}, samples=5)
+    study = open_study(url, "s", spec)
+    assert len(study.trials) == 5
+    assert isinstance(study.trials[0].distributions["alpha"], optuna.distributions.FloatDistribution)
+    assert len(open_study(url, "s", SweepSpec.from_json(study.user_attrs)).trials) == 5
+    with pytest.raises(ValueError, match=r"samples: stored 5, given 6"):
+        open_study(url, "s", SweepSpec(grid=spec.grid, fixed=spec.fixed, sampled=spec.sampled,
+                                       samples=6))
+    with pytest.raises(ValueError, match=r"sampled\['alpha'\]"):
+        open_study(url, "s", SweepSpec(grid=spec.grid, fixed=spec.fixed,
+                                       sampled={**spec.sampled, "alpha": [0.2, 0.9]}, samples=5))
+    run_worker(url, "s", sweep_fakes.instant_evaluate(), 3, **FAST)
+    frame = trials_frame(url, "s")
+    assert len(frame) == 5 and set(frame["state"]) == {"COMPLETE"}
+    assert [dict(alpha=a, sigma_w=w) for a, w in zip(frame["alpha"], frame["sigma_w"])] \
+        == spec.sample_points()
 
 
 def test_storage_urls_are_normalized_and_checked(tmp_path):

@@ -498,28 +498,55 @@ def _grid(entries: list[str]) -> dict[str, list[float]]:
     """'--grid alpha=0.2,0.5 --grid sigma-w=1,2' → {"alpha": [0.2, 0.5], "sigma_w": [1.0, 2.0]}."""
     grid: dict[str, list[float]] = {}
     for entry in entries:
-        name, _, values = entry.partition("=")
-        name = name.strip().replace("-", "_").replace("_a", "_A").replace("_m", "_M")
-        name = {"sigma_W": "sigma_w", "sigma_B": "sigma_b"}.get(name, name)
-        if name not in _GRID_KEYS or not values:
-            raise InvalidHyperparameter(
-                f"--grid takes NAME=v1,v2,… with NAME one of {', '.join(_GRID_KEYS)}; got {entry!r}")
+        name, values = _swept_entry("--grid", "NAME=v1,v2,…", entry, _GRID_KEYS)
         try:
             numbers = [float(v) for v in values.split(",")]
         except ValueError:
             raise InvalidHyperparameter(f"--grid {name}: values must be numbers; got {values!r}") from None
         grid[name] = [int(v) for v in numbers] if name == "seed" else numbers
-    if not grid:
-        raise InvalidHyperparameter("give at least one --grid NAME=v1,v2,…")
     return grid
+
+
+def _sampled(entries: list[str]) -> dict[str, list[float]]:
+    """'--sample alpha=0.1:0.9' → {"alpha": [0.1, 0.9]}."""
+    sampled: dict[str, list[float]] = {}
+    for entry in entries:
+        name, bounds = _swept_entry("--sample", "NAME=LOW:HIGH", entry, _GRID_KEYS[:-1])
+        try:
+            low, high = (float(b) for b in bounds.split(":"))
+        except ValueError:
+            raise InvalidHyperparameter(f"--sample {name}: takes LOW:HIGH (two numbers); "
+                                        f"got {bounds!r}") from None
+        if not low < high:
+            raise InvalidHyperparameter(f"--sample {name}: LOW must be below HIGH; got {bounds!r}")
+        sampled[name] = [low, high]
+    return sampled
+
+
+def _swept_entry(option: str, form: str, entry: str, keys: tuple[str, ...]) -> tuple[str, str]:
+    """'sigma-w=1,2' → ("sigma_w", "1,2"), the name normalized and checked against ``keys``."""
+    name, _, values = entry.partition("=")
+    name = name.strip().replace("-", "_").replace("_a", "_A").replace("_m", "_M")
+    name = {"sigma_W": "sigma_w", "sigma_B": "sigma_b"}.get(name, name)
+    if name not in keys or not values:
+        raise InvalidHyperparameter(
+            f"{option} takes {form} with NAME one of {', '.join(keys)}; got {entry!r}")
+    return name, values
 
 
 @app.command()
 @user_errors
 def sweep(
-    grid: Annotated[list[str], typer.Option("--grid", help="A swept setting, NAME=v1,v2,… "
+    grid: Annotated[Optional[list[str]], typer.Option("--grid", help="A swept setting, NAME=v1,v2,… "
                                             "(alpha, alpha_A, alpha_M, sigma_A, sigma_w, sigma_b, "
-                                            "seed); repeat for more. The sweep is their product.")],
+                                            "seed); repeat for more. The sweep is their product.")] = None,
+    sample: Annotated[Optional[list[str]], typer.Option("--sample", help="A range to search, "
+                                              "NAME=LOW:HIGH (names as --grid but seed); repeat "
+                                              "for more. --samples quasi-random points of the box "
+                                              "are crossed with the --grid product.")] = None,
+    samples: Annotated[int, typer.Option(help="Points drawn in the --sample box (scrambled "
+                                         "Halton sequence).")] = 0,
+    sample_seed: Annotated[int, typer.Option(help="Seed of the --sample points.")] = 0,
     storage: Annotated[Optional[str], typer.Option(help="Study database: a SQLite path or URL, or "
                                                    "postgresql://… to share one sweep between "
                                                    "machines (default OUT/sweep.sqlite).")] = None,
@@ -543,29 +570,42 @@ def sweep(
     sigma_b: SigmaB = 0.0,
     activation: ActivationOpt = "tanh",
 ) -> None:
-    """Train a grid of initializations as causal character LMs (an Optuna study).
+    """Train a grid, or a quasi-random search, of initializations as causal character LMs
+    (an Optuna study).
 
     Each configuration is a trial. Rerunning the same command resumes: finished trials are kept,
     interrupted ones rerun."""
     from sigprop.sweep import SweepSpec, normalize_storage, run_sweep
 
-    swept = _grid(grid)
+    swept, ranges = _grid(grid or []), _sampled(sample or [])
+    if not swept and not ranges:
+        raise InvalidHyperparameter("give at least one --grid NAME=v1,v2,… or --sample NAME=LOW:HIGH")
+    if ranges and samples < 1:
+        raise InvalidHyperparameter(f"--samples: must be >= 1 with --sample; got {samples}")
+    if samples and not ranges:
+        raise InvalidHyperparameter("--samples: needs at least one --sample NAME=LOW:HIGH")
+    if sample_seed < 0:
+        raise InvalidHyperparameter(f"--sample-seed: must be >= 0; got {sample_seed}")
+    both = sorted(set(swept) & set(ranges))
+    if both:
+        raise InvalidHyperparameter(f"--grid and --sample: {', '.join(both)} given in both")
     _point(alpha_a, alpha_m, sigma_a, sigma_w, sigma_b, activation, 16)
     defaults = {"alpha_A": alpha_a, "alpha_M": alpha_m, "sigma_A": sigma_a, "sigma_w": sigma_w,
                 "sigma_b": sigma_b}
     hidden = {"alpha": ("alpha_A", "alpha_M")}.get
-    covered = {k for name in swept for k in (hidden(name) or (name,))}
+    covered = {k for name in [*swept, *ranges] for k in (hidden(name) or (name,))}
     fixed = {k: v for k, v in defaults.items() if k not in covered}
     fixed |= {"activation": activation, "depth": depth, "width": width, "context": context,
               "batch": batch, "steps": steps, "lr": lr, "data": data, "compile": compile}
     if "seed" not in swept:
         fixed["seed"] = 0
-    for name, values in swept.items():  # validate every swept value before any work
+    for name, values in [*swept.items(), *ranges.items()]:  # validate before any work
         for value in values:
             if name != "seed":
                 ReferencePoint(**{**{k: defaults[k] for k in defaults},
                                   **{f: value for f in (hidden(name) or (name,))}}).layer()
-    spec = SweepSpec(grid=swept, fixed=fixed)
+    spec = SweepSpec(grid=swept, fixed=fixed, sampled=ranges, samples=samples,
+                     sample_seed=sample_seed)
     url = normalize_storage(storage, out / "sweep.sqlite")
     console.print(f"sweep '{study}': {len(spec.configurations())} configurations in {url}")
     run_sweep(url, study, spec, "sigprop.experiment:make_evaluate", workers=workers,
@@ -589,11 +629,13 @@ def analyze(
     cross-validated predictors of the loss from the exponents against the raw hyperparameters."""
     from sigprop.analysis import analyze as run_analysis
     from sigprop.reproduce import study_base_point, write_training_figures
-    from sigprop.sweep import normalize_storage, open_study, trials_frame
+    from sigprop.sweep import SweepSpec, normalize_storage, open_study, trials_frame
 
     url = normalize_storage(storage, Path("results/sweep/sweep.sqlite"))
     spec = open_study(url, study, None).user_attrs
-    axes = [x, y] if x and y else [k for k in spec["grid"] if k != "seed" and len(spec["grid"][k]) > 1]
+    swept = SweepSpec.from_json(spec)
+    axes = [x, y] if x and y else [k for k in swept.swept() if k != "seed" and
+                                   (k in swept.sampled or len(swept.grid[k]) > 1)]
     if len(axes) != 2:
         raise InvalidHyperparameter(f"the analysis needs two swept hyperparameters; got {axes} "
                                     "(choose with --x and --y)")

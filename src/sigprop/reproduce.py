@@ -127,7 +127,7 @@ def write_training_figures(analysis: Analysis, base: ReferencePoint, out: Path) 
         "landscape": plot_loss_landscape(
             analysis.points, analysis.axes,
             {"x": xs, "y": ys, "lambda_a": grid.lambda_a, "lambda_g": grid.lambda_g},
-            f"causal LM, depth {analysis.depth}: final test loss over the initialization grid",
+            f"causal LM, depth {analysis.depth}: final test loss over the swept initializations",
             out / "loss_landscape.png"),
         "exponents": plot_loss_against_exponents(analysis.trials, analysis.depth,
                                                  out / "loss_vs_exponents.png"),

@@ -21,19 +21,26 @@ from sigprop.plots.phase_diagram import AXIS_LABELS  # noqa: E402
 
 def plot_loss_landscape(points: pd.DataFrame, axes: list[str], theory: dict, title: str,
                         path: Path) -> Path:
-    """Mean test loss on the training grid (cells labelled with the loss; ✕ marks points with a
-    diverged seed), the theory's λ_a = 0 (solid) and λ_g = 0 (dashed) curves on a fine grid, and
-    a star on the lowest loss."""
+    """Mean test loss at the swept points, the theory's λ_a = 0 (solid) and λ_g = 0 (dashed)
+    curves on a fine grid, and a star on the lowest loss. A full grid is drawn as cells
+    labelled with the loss (✕ marks points with a diverged seed); scattered points (a
+    quasi-random search) as coloured dots, a diverged seed as a red edge."""
     x_axis, y_axis = axes
     xs, ys = np.sort(points[x_axis].unique()), np.sort(points[y_axis].unique())
-    loss = points.pivot(index=y_axis, columns=x_axis, values="loss").reindex(index=ys, columns=xs)
     fig, ax = plt.subplots(figsize=(7.5, 5.8), constrained_layout=True)
-    mesh = ax.pcolormesh(xs, ys, loss.to_numpy(), shading="nearest", cmap="viridis_r")
-    fig.colorbar(mesh, ax=ax, label="final test loss (nats / character)")
-    for _, row in points.iterrows():
-        label = f"{row['loss']:.2f}" + (" ✕" if row.get("diverged", 0) else "")
-        ax.text(row[x_axis], row[y_axis], label, ha="center", va="center", fontsize=7.5,
-                color="white" if row["loss"] > np.nanmedian(loss) else "black")
+    if len(points) == len(xs) * len(ys):
+        loss = points.pivot(index=y_axis, columns=x_axis, values="loss").reindex(index=ys, columns=xs)
+        shown = ax.pcolormesh(xs, ys, loss.to_numpy(), shading="nearest", cmap="viridis_r")
+        for _, row in points.iterrows():
+            label = f"{row['loss']:.2f}" + (" ✕" if row.get("diverged", 0) else "")
+            ax.text(row[x_axis], row[y_axis], label, ha="center", va="center", fontsize=7.5,
+                    color="white" if row["loss"] > np.nanmedian(loss) else "black")
+    else:
+        diverged = points["diverged"].to_numpy() > 0
+        shown = ax.scatter(points[x_axis], points[y_axis], c=points["loss"], cmap="viridis_r",
+                           s=70, edgecolors=np.where(diverged, "red", "black"),
+                           linewidths=np.where(diverged, 2.0, 0.5))
+    fig.colorbar(shown, ax=ax, label="final test loss (nats / character)")
     for name, style in (("lambda_a", "-"), ("lambda_g", "--")):
         values = theory[name]
         if np.nanmin(values) < 0 < np.nanmax(values):

@@ -1,5 +1,5 @@
-"""What a sweep is: a grid of configurations, the settings they share, and what evaluating them
-returns."""
+"""What a sweep is: its configurations (a grid, quasi-random samples of ranges, or both), the
+settings they share, and what evaluating them returns."""
 
 from __future__ import annotations
 
@@ -7,33 +7,42 @@ import itertools
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+from scipy.stats import qmc
 
 Evaluate = Callable[[list[dict]], list[dict]]
 """``evaluate(configs)`` trains the given configurations together and returns one result per
 configuration, in order: ``{"status": "complete" | "diverged", "train_loss", "test_loss",
 "last_finite_loss", ...}`` plus any other JSON-able fields (exponents, measurements). Each
-config it receives is the grid point merged with ``SweepSpec.fixed``."""
+config it receives is its swept values merged with ``SweepSpec.fixed``."""
 
 STATUSES = ("complete", "diverged")
 
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A sweep: every point of the Cartesian product of ``grid``, each trained with the shared
-    settings ``fixed``.
+    """A sweep: every point of the Cartesian product of ``grid`` crossed with ``samples``
+    quasi-random points of the box ``sampled``, each trained with the shared settings ``fixed``.
 
-    ``grid`` maps a setting to the list of its values (numbers or strings); ``fixed`` holds every
-    other setting. A name may not appear in both.
+    ``grid`` maps a setting to the list of its values (numbers or strings). ``sampled`` maps a
+    setting to its range [low, high]; the points are a scrambled Halton sequence of the box
+    (a low-discrepancy "random search": it fills the box more evenly than independent draws,
+    so a predictor's cross-validation sees off-grid initializations), fixed by
+    ``sample_seed``. ``fixed`` holds every other setting. A name belongs to one of the three.
     """
 
     grid: dict[str, list[float]]
     fixed: dict[str, float | str | int]
+    sampled: dict[str, list[float]] = field(default_factory=dict)
+    samples: int = 0
+    sample_seed: int = 0
 
     def __post_init__(self) -> None:
-        if not self.grid:
-            raise ValueError("grid: needs at least one setting with a list of values")
+        if not self.grid and not self.sampled:
+            raise ValueError("grid or sampled: a sweep needs at least one swept setting")
         for name, values in self.grid.items():
             if not isinstance(values, (list, tuple)) or not values:
                 raise ValueError(f"grid[{name!r}]: needs a non-empty list of values")
@@ -41,20 +50,62 @@ class SweepSpec:
                 _check_scalar(f"grid[{name!r}]", value)
             if len({config_key({name: v}) for v in values}) != len(values):
                 raise ValueError(f"grid[{name!r}]: values must be distinct, got {list(values)}")
+        for name, bounds in self.sampled.items():
+            if (not isinstance(bounds, (list, tuple)) or len(bounds) != 2
+                    or not all(_is_number(b) and math.isfinite(b) for b in bounds)
+                    or not bounds[0] < bounds[1]):
+                raise ValueError(f"sampled[{name!r}]: needs [low, high] with finite low < high, "
+                                 f"got {bounds!r}")
+        if self.sampled and (isinstance(self.samples, bool) or not isinstance(self.samples, int)
+                             or self.samples < 1):
+            raise ValueError(f"samples: must be an integer >= 1 when ranges are sampled; "
+                             f"got {self.samples!r}")
+        if not self.sampled and self.samples:
+            raise ValueError(f"samples: {self.samples} points asked for but no range to sample")
+        if isinstance(self.sample_seed, bool) or not isinstance(self.sample_seed, int) \
+                or self.sample_seed < 0:
+            raise ValueError(f"sample_seed: must be an integer >= 0; got {self.sample_seed!r}")
         for name, value in self.fixed.items():
             _check_scalar(f"fixed[{name!r}]", value)
-        both = sorted(set(self.grid) & set(self.fixed))
-        if both:
-            raise ValueError(f"grid and fixed: {both} given in both; a setting belongs to one")
+        parts = {"grid": set(self.grid), "sampled": set(self.sampled), "fixed": set(self.fixed)}
+        for first, second in itertools.combinations(parts, 2):
+            both = sorted(parts[first] & parts[second])
+            if both:
+                raise ValueError(f"{first} and {second}: {both} given in both; a setting "
+                                 "belongs to one")
 
     def configurations(self) -> list[dict]:
-        """The grid points, in a deterministic order: the product over ``grid`` in its key order,
-        the last key varying fastest."""
+        """The configurations, in a deterministic order: for each sampled point in sequence
+        order, the product over ``grid`` in its key order, the last key varying fastest."""
         names = list(self.grid)
-        return [dict(zip(names, point)) for point in itertools.product(*self.grid.values())]
+        grid_points = [dict(zip(names, point)) for point in itertools.product(*self.grid.values())]
+        return [{**sample, **point} for sample in self.sample_points() for point in grid_points]
+
+    def sample_points(self) -> list[dict]:
+        """The ``samples`` points of the ``sampled`` box (one empty point if nothing is
+        sampled), values rounded to 6 significant digits so that they read and store exactly."""
+        if not self.sampled:
+            return [{}]
+        names = list(self.sampled)
+        unit = qmc.Halton(d=len(names), scramble=True, seed=self.sample_seed).random(self.samples)
+        low, high = np.array([self.sampled[k] for k in names], dtype=float).T
+        values = qmc.scale(unit, low, high)
+        return [{k: float(f"{v:.6g}") for k, v in zip(names, row)} for row in values]
 
     def to_json(self) -> dict[str, Any]:
-        return {"grid": {k: list(v) for k, v in self.grid.items()}, "fixed": dict(self.fixed)}
+        return {"grid": {k: list(v) for k, v in self.grid.items()}, "fixed": dict(self.fixed),
+                "sampled": {k: list(v) for k, v in self.sampled.items()},
+                "samples": self.samples, "sample_seed": self.sample_seed}
+
+    @classmethod
+    def from_json(cls, attrs: dict[str, Any]) -> SweepSpec:
+        """The spec from ``to_json``'s dict (studies written before sampling have no ranges)."""
+        return cls(grid=attrs["grid"], fixed=attrs["fixed"], sampled=attrs.get("sampled", {}),
+                   samples=attrs.get("samples", 0), sample_seed=attrs.get("sample_seed", 0))
+
+    def swept(self) -> list[str]:
+        """The names of the swept settings, sampled ones first."""
+        return [*self.sampled, *self.grid]
 
     def same_sweep(self, other: SweepSpec) -> bool:
         """Whether both describe the same set of configurations with the same shared settings

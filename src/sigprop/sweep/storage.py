@@ -1,10 +1,11 @@
 """Where a sweep lives: an Optuna study in a SQLite file or a PostgreSQL database.
 
 One study per sweep, direction "minimize". The study's user attributes hold the spec
-(``grid``, ``fixed``, ``n_configurations``) and ``enqueued`` once every configuration has a
-trial. Each configuration is an Optuna trial whose ``params`` are its grid point, with
-categorical distributions over the grid values, so Optuna's own tools (``trials_dataframe``,
-the dashboard) show them; a retried configuration is a new trial with the same params.
+(``SweepSpec.to_json`` and ``n_configurations``) and ``enqueued`` once every configuration has
+a trial. Each configuration is an Optuna trial whose ``params`` are its swept values, with
+categorical distributions over the grid values and float distributions over the sampled
+ranges, so Optuna's own tools (``trials_dataframe``, the dashboard) show them; a retried
+configuration is a new trial with the same params.
 """
 
 from __future__ import annotations
@@ -211,7 +212,7 @@ def _stored_spec(study: optuna.Study, wait_s: float = ENQUEUE_STALL_S) -> SweepS
     while True:
         attrs = study.user_attrs
         if "grid" in attrs and "fixed" in attrs:
-            return SweepSpec(grid=attrs["grid"], fixed=attrs["fixed"])
+            return SweepSpec.from_json(attrs)
         if time.monotonic() > deadline:
             return None
         time.sleep(0.2)
@@ -236,6 +237,9 @@ def _enqueue_missing(study: optuna.Study, spec: SweepSpec) -> None:
     distributions = {
         name: optuna.distributions.CategoricalDistribution(tuple(values))
         for name, values in spec.grid.items()
+    } | {
+        name: optuna.distributions.FloatDistribution(low, high)
+        for name, (low, high) in spec.sampled.items()
     }
     for index, config in enumerate(spec.configurations()):
         if any(t.state in live for t in groups.get(config_key(config), [])):
@@ -252,23 +256,30 @@ def _enqueue_missing(study: optuna.Study, spec: SweepSpec) -> None:
 
 
 def _mismatch(study_name: str, stored: SweepSpec, given: SweepSpec) -> str:
-    differences = [
-        f"{part}[{name!r}]: stored {getattr(stored, part).get(name, '(absent)')}, "
-        f"given {getattr(given, part).get(name, '(absent)')}"
-        for part in ("grid", "fixed")
-        for name in sorted(set(getattr(stored, part)) | set(getattr(given, part)))
-        if _canonical(getattr(stored, part).get(name)) != _canonical(getattr(given, part).get(name))
-    ]
+    stored_json, given_json = stored.to_json(), given.to_json()
+    differences = []
+    for part in stored_json:
+        if not isinstance(stored_json[part], dict):
+            if stored_json[part] != given_json[part]:
+                differences.append(f"{part}: stored {stored_json[part]}, given {given_json[part]}")
+            continue
+        for name in sorted(set(stored_json[part]) | set(given_json[part])):
+            old, new = stored_json[part].get(name), given_json[part].get(name)
+            if _canonical(old, part) != _canonical(new, part):
+                differences.append(f"{part}[{name!r}]: stored {old if old is not None else '(absent)'}, "
+                                   f"given {new if new is not None else '(absent)'}")
     return (
         f"study {study_name!r} already holds a different sweep ({'; '.join(differences)}); "
-        "give it the same grid and fixed settings, or use another study name"
+        "give it the same swept and fixed settings, or use another study name"
     )
 
 
-def _canonical(value: Any) -> Any:
-    """A grid list compares as a set of values, a fixed setting as one value."""
+def _canonical(value: Any, part: str) -> Any:
+    """A grid list compares as a set of values, a sampled range as [low, high], a fixed
+    setting as one value."""
     if isinstance(value, list):
-        return frozenset(config_key({"v": v}) for v in value)
+        keys = [config_key({"v": v}) for v in value]
+        return frozenset(keys) if part == "grid" else tuple(keys)
     return config_key({"v": value})
 
 
