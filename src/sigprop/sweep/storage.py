@@ -201,6 +201,7 @@ def _load(rdb: optuna.storages.RDBStorage, study_name: str) -> optuna.Study:
 
 
 def _store_spec(study: optuna.Study, spec: SweepSpec) -> None:
+    """The spec's parts, one attribute each, then ``n_configurations``: readers wait for it."""
     for key, value in spec.to_json().items():
         study.set_user_attr(key, value)
     study.set_user_attr("n_configurations", len(spec.configurations()))
@@ -211,7 +212,7 @@ def _stored_spec(study: optuna.Study, wait_s: float = ENQUEUE_STALL_S) -> SweepS
     deadline = time.monotonic() + wait_s
     while True:
         attrs = study.user_attrs
-        if "grid" in attrs and "fixed" in attrs:
+        if "n_configurations" in attrs:
             return SweepSpec.from_json(attrs)
         if time.monotonic() > deadline:
             return None
