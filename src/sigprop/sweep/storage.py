@@ -314,7 +314,13 @@ def _retry(make, attempts: int = 5):
 
 @contextlib.contextmanager
 def _quiet():
-    """Optuna marks the heartbeat API experimental and warns at every use."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
+    """Optuna marks the heartbeat API experimental and warns at every use, and logs every
+    study it creates at INFO level: the sweep's own progress display says what matters."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
