@@ -70,3 +70,31 @@ def test_diverged_runs_count_as_failures():
 def test_r_squared():
     y = np.array([1.0, 2.0, 3.0])
     assert r_squared(y, y) == 1.0 and r_squared(y, np.full(3, 2.0)) == 0.0
+
+
+def test_more_than_two_swept_hyperparameters(tmp_path):
+    """A search over three hyperparameters: the baseline sees all three, the exponent models
+    two numbers, and no 2D landscape is drawn (its theory curves would depend on the third)."""
+    from sigprop.hyperparameters import ReferencePoint
+    from sigprop.reproduce import write_training_figures
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for alpha, sigma_w, sigma_b in rng.uniform([0.1, 0.5, 0.0], [0.9, 5.0, 2.0], size=(60, 3)):
+        lam_a = 0.05 * (sigma_w - 3.0 + sigma_b) - 0.3 * alpha**2
+        lam_g = 0.1 * alpha * sigma_w - 0.1 * sigma_b
+        loss = steps(lam_a, lam_g) + 0.02 * rng.standard_normal()
+        rows.append(dict(alpha=alpha, sigma_w=sigma_w, sigma_b=sigma_b, seed=0, status="complete",
+                         test_loss=loss, train_loss=loss, last_finite_loss=loss,
+                         lambda_a_theory=lam_a, lambda_g_theory=lam_g,
+                         log_gap_L_theory=16 * lam_a, log_jac_L_theory=16 * lam_g,
+                         lambda_a_measured=lam_a, lambda_g_measured=lam_g))
+    axes = ["alpha", "sigma_w", "sigma_b"]
+    analysis = analyze(pd.DataFrame(rows), axes, depth=16, vocab_size=80)
+    by_name = {cv.name: cv for cv in analysis.predictors}
+    assert by_name["baseline: raw hyperparameters, smoothing spline"].features == tuple(axes)
+    assert by_name["exponents, theory (L·λ_a, L·λ_g), saturating"].r2 > 0.95
+    assert len(analysis.points) == 60
+    figures = write_training_figures(analysis, ReferencePoint(), tmp_path)
+    assert set(figures) == {"exponents", "predictions"}
+    assert all(path.exists() for path in figures.values())

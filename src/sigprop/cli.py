@@ -620,13 +620,15 @@ def analyze(
                                                    "of `sigprop sweep`).")] = None,
     study: Annotated[str, typer.Option(help="Study name.")] = "sweep",
     out: Annotated[Path, typer.Option(help="Output folder for figures and tables.")] = Path("results/analysis"),
-    x: Annotated[Optional[str], typer.Option(help="First swept hyperparameter (default: from the study).")] = None,
-    y: Annotated[Optional[str], typer.Option(help="Second swept hyperparameter.")] = None,
+    x: Annotated[Optional[str], typer.Option(help="Horizontal axis of the loss landscape (default: "
+                                             "the study's order).")] = None,
+    y: Annotated[Optional[str], typer.Option(help="Vertical axis of the loss landscape.")] = None,
 ) -> None:
     """Analyse a sweep: does (λ_a, λ_g) at initialization predict the test loss?
 
-    Test loss over the grid with the theory's zero curves, loss against (λ_a, λ_g), and
-    cross-validated predictors of the loss from the exponents against the raw hyperparameters."""
+    Loss against (λ_a, λ_g), cross-validated predictors of the loss from the exponents against
+    the raw swept hyperparameters, and, when two hyperparameters were swept, the test loss over
+    them with the theory's zero curves."""
     from sigprop.analysis import analyze as run_analysis
     from sigprop.reproduce import study_base_point, write_training_figures
     from sigprop.sweep import SweepSpec, normalize_storage, open_study, trials_frame
@@ -634,11 +636,16 @@ def analyze(
     url = normalize_storage(storage, Path("results/sweep/sweep.sqlite"))
     spec = open_study(url, study, None).user_attrs
     swept = SweepSpec.from_json(spec)
-    axes = [x, y] if x and y else [k for k in swept.swept() if k != "seed" and
-                                   (k in swept.sampled or len(swept.grid[k]) > 1)]
-    if len(axes) != 2:
-        raise InvalidHyperparameter(f"the analysis needs two swept hyperparameters; got {axes} "
-                                    "(choose with --x and --y)")
+    axes = [k for k in swept.swept()
+            if k != "seed" and (k in swept.sampled or len(swept.grid[k]) > 1)]
+    if len(axes) < 2:
+        raise InvalidHyperparameter(f"the analysis needs at least two swept hyperparameters; "
+                                    f"the study sweeps {axes}")
+    chosen = [name for name in (x, y) if name]
+    for name in chosen:
+        if name not in axes:
+            raise InvalidHyperparameter(f"--x/--y: {name!r} is not swept; choose from {axes}")
+    axes = [*chosen, *(name for name in axes if name not in chosen)]
     trials = trials_frame(url, study)
     finished = trials[trials["status"].isin(["complete", "diverged"])]
     if finished.empty:

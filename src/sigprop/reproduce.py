@@ -113,27 +113,30 @@ def reproduce(out: Path, scale: Scale, storage: str | None = None, workers: int 
 
 
 def write_training_figures(analysis: Analysis, base: ReferencePoint, out: Path) -> dict[str, Path]:
-    """Loss landscape with the theory curves, loss against exponents, CV predictions; and the
-    trial and point tables as CSV. ``base`` holds the hyperparameters that were not swept."""
+    """Loss against exponents, CV predictions and, when exactly two hyperparameters were swept,
+    the loss landscape with the theory curves; the trial and point tables as CSV. ``base``
+    holds the hyperparameters that were not swept. (With more swept hyperparameters the theory
+    curves of any 2D projection would depend on the others, so no landscape is drawn.)"""
     out.mkdir(parents=True, exist_ok=True)
-    x_key, y_key = analysis.axes
-    axes = [AXIS_OF_KEY[x_key], AXIS_OF_KEY[y_key]]
-    ranges = [_padded_range(analysis.points[key], axis) for key, axis in zip(analysis.axes, axes)]
-    xs, ys = (np.linspace(*r, 90) for r in ranges)
-    grid = exponents_on_grid(base, axes[0], xs, axes[1], ys)
     analysis.trials.drop(columns=["loss_curve"], errors="ignore").to_csv(out / "trials.csv", index=False)
     analysis.points.to_csv(out / "points.csv", index=False)
-    return {
-        "landscape": plot_loss_landscape(
+    figures = {}
+    if len(analysis.axes) == 2:
+        x_key, y_key = analysis.axes
+        axes = [AXIS_OF_KEY[x_key], AXIS_OF_KEY[y_key]]
+        ranges = [_padded_range(analysis.points[key], axis) for key, axis in zip(analysis.axes, axes)]
+        xs, ys = (np.linspace(*r, 90) for r in ranges)
+        grid = exponents_on_grid(base, axes[0], xs, axes[1], ys)
+        figures["landscape"] = plot_loss_landscape(
             analysis.points, analysis.axes,
             {"x": xs, "y": ys, "lambda_a": grid.lambda_a, "lambda_g": grid.lambda_g},
             f"causal LM, depth {analysis.depth}: final test loss over the swept initializations",
-            out / "loss_landscape.png"),
-        "exponents": plot_loss_against_exponents(analysis.trials, analysis.depth,
-                                                 out / "loss_vs_exponents.png"),
-        "predictions": plot_predictions(analysis.trials["loss"].to_numpy(), analysis.predictors,
-                                        out / "predictions.png"),
-    }
+            out / "loss_landscape.png")
+    figures["exponents"] = plot_loss_against_exponents(analysis.trials, analysis.depth,
+                                                       out / "loss_vs_exponents.png")
+    figures["predictions"] = plot_predictions(analysis.trials["loss"].to_numpy(),
+                                              analysis.predictors, out / "predictions.png")
+    return figures
 
 
 def study_base_point(attrs: dict) -> ReferencePoint:
