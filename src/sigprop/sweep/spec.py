@@ -83,14 +83,15 @@ class SweepSpec:
 
     def sample_points(self) -> list[dict]:
         """The ``samples`` points of the ``sampled`` box (one empty point if nothing is
-        sampled), values rounded to 6 significant digits so that they read and store exactly."""
+        sampled), values rounded to 6 significant digits so that they read and store exactly
+        (and kept inside the box)."""
         if not self.sampled:
             return [{}]
         names = list(self.sampled)
         unit = qmc.Halton(d=len(names), scramble=True, seed=self.sample_seed).random(self.samples)
         low, high = np.array([self.sampled[k] for k in names], dtype=float).T
-        values = qmc.scale(unit, low, high)
-        return [{k: float(f"{v:.6g}") for k, v in zip(names, row)} for row in values]
+        rounded = np.vectorize(lambda v: float(f"{v:.6g}"))(qmc.scale(unit, low, high))
+        return [dict(zip(names, map(float, row))) for row in np.clip(rounded, low, high)]
 
     def to_json(self) -> dict[str, Any]:
         return {"grid": {k: list(v) for k, v in self.grid.items()}, "fixed": dict(self.fixed),
