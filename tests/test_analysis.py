@@ -31,7 +31,8 @@ def steps(lam_a, lam_g, *_):
 
 
 def test_exponent_model_recovers_a_loss_that_depends_on_the_exponents():
-    analysis = analyze(synthetic_trials(steps), ["alpha", "sigma_w"], depth=16, vocab_size=80)
+    analysis = analyze(synthetic_trials(steps), ["alpha", "sigma_w"], depth=16, vocab_size=80,
+                       cv_repeats=1)
     scores = {cv.name: cv.r2 for cv in analysis.predictors}
     assert scores["exponents, theory (L·λ_a, L·λ_g), saturating"] > 0.95
 
@@ -42,7 +43,8 @@ def test_baseline_wins_when_the_loss_depends_on_something_else():
     def other(lam_a, lam_g, alpha, sigma_w):
         return 2.0 + np.sin(6 * alpha) * np.cos(2 * sigma_w)
 
-    analysis = analyze(synthetic_trials(other), ["alpha", "sigma_w"], depth=16, vocab_size=80)
+    analysis = analyze(synthetic_trials(other), ["alpha", "sigma_w"], depth=16, vocab_size=80,
+                       cv_repeats=1)
     scores = {cv.name: cv.r2 for cv in analysis.predictors}
     baseline = scores["baseline: raw hyperparameters, smoothing spline"]
     assert baseline > scores["exponents, theory (L·λ_a, L·λ_g), saturating"] + 0.2
@@ -63,7 +65,7 @@ def test_held_out_groups_are_never_seen_in_training():
 def test_diverged_runs_count_as_failures():
     trials = synthetic_trials(steps)
     trials.loc[0, ["status", "test_loss", "last_finite_loss"]] = ["diverged", np.nan, 1.0]
-    analysis = analyze(trials, ["alpha", "sigma_w"], depth=16, vocab_size=80)
+    analysis = analyze(trials, ["alpha", "sigma_w"], depth=16, vocab_size=80, cv_repeats=1)
     assert analysis.trials.loc[0, "loss"] == pytest.approx(np.log(80))
 
 
@@ -90,7 +92,7 @@ def test_more_than_two_swept_hyperparameters(tmp_path):
                          log_gap_L_theory=16 * lam_a, log_jac_L_theory=16 * lam_g,
                          lambda_a_measured=lam_a, lambda_g_measured=lam_g))
     axes = ["alpha", "sigma_w", "sigma_b"]
-    analysis = analyze(pd.DataFrame(rows), axes, depth=16, vocab_size=80)
+    analysis = analyze(pd.DataFrame(rows), axes, depth=16, vocab_size=80, cv_repeats=1)
     by_name = {cv.name: cv for cv in analysis.predictors}
     assert by_name["baseline: raw hyperparameters, smoothing spline"].features == tuple(axes)
     assert by_name["exponents, theory (L·λ_a, L·λ_g), saturating"].r2 > 0.95
@@ -98,3 +100,19 @@ def test_more_than_two_swept_hyperparameters(tmp_path):
     figures = write_training_figures(analysis, ReferencePoint(), tmp_path)
     assert set(figures) == {"exponents", "predictions"}
     assert all(path.exists() for path in figures.values())
+
+
+def test_r_squared_is_averaged_over_fold_assignments():
+    """The score is the mean over repeated random fold assignments; its spread is reported, and
+    the predictions shown are those of the first assignment."""
+    from sigprop.analysis.predictors import held_out_predictions
+
+    rng = np.random.default_rng(3)
+    X = rng.uniform(size=(30, 2))
+    y = np.sin(4 * X[:, 0]) + X[:, 1] + 0.1 * rng.standard_normal(30)
+    groups = np.arange(30)
+    cv = cross_validate("t", "spline", X, y, groups, ("a", "b"), repeats=6)
+    scores = [r_squared(y, held_out_predictions("spline", X, y, groups, seed)) for seed in range(6)]
+    assert cv.r2 == pytest.approx(np.mean(scores)) and cv.r2_sd == pytest.approx(np.std(scores))
+    assert cv.r2_sd > 0
+    np.testing.assert_array_equal(cv.predictions, held_out_predictions("spline", X, y, groups, 0))

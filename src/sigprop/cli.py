@@ -653,11 +653,12 @@ def analyze(
     result = run_analysis(trials, axes, int(spec["fixed"]["depth"]),
                           int(finished["vocab_size"].dropna().iloc[0]))
     figures = write_training_figures(result, study_base_point(spec), out)
-    table = Table(title=f"{len(result.trials)} finished trials: cross-validated R² of the test loss")
+    table = Table(title=f"{len(result.trials)} finished trials: cross-validated R² of the test loss "
+                        f"(mean ± sd over {result.cv_repeats} fold assignments)")
     table.add_column("predictor")
     table.add_column("R²", justify="right")
     for cv in result.predictors:
-        table.add_row(cv.name, f"{cv.r2:.3f}")
+        table.add_row(cv.name, f"{cv.r2:.3f} ± {cv.r2_sd:.3f}")
     console.print(table)
     console.print(result.regions.to_string(index=False))
     low = result.minimum["lowest_loss"]

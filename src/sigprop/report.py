@@ -67,11 +67,13 @@ def render(root: Path, scale: dict, theory: dict, simulation: dict, analysis: An
         "### Predicting the test loss from initialization",
         "",
         "Grouped 5-fold cross-validation (all seeds of a point held out together); R² of held-out "
-        "predictions:",
+        f"predictions, mean ± standard deviation over {analysis.cv_repeats} random assignments "
+        "of points to folds:",
         "",
         "| predictor | features | cross-validated R² |",
         "|---|---|---|",
-        *(f"| {cv.name} | {', '.join(cv.features)} | {cv.r2:.3f} |" for cv in analysis.predictors),
+        *(f"| {cv.name} | {', '.join(cv.features)} | {cv.r2:.3f} ± {cv.r2_sd:.3f} |"
+          for cv in analysis.predictors),
         "",
         image(figures["predictions"], "cross-validated predictions"),
         "",

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from sigprop.analysis.outcomes import point_outcomes, trial_outcomes
-from sigprop.analysis.predictors import CrossValidation, cross_validate
+from sigprop.analysis.predictors import REPEATS, CrossValidation, cross_validate
 
 __all__ = ["Analysis", "analyze"]
 
@@ -30,10 +30,13 @@ class Analysis:
     predictors: list[CrossValidation]
     minimum: dict
     regions: pd.DataFrame  # mean loss by region of the phase diagram
+    cv_repeats: int  # fold assignments each predictor's R² is averaged over
 
 
-def analyze(trials: pd.DataFrame, axes: list[str], depth: int, vocab_size: int) -> Analysis:
-    """Analyse finished trials of a sweep over ``axes`` (hyperparameter columns of ``trials``)."""
+def analyze(trials: pd.DataFrame, axes: list[str], depth: int, vocab_size: int,
+            cv_repeats: int = REPEATS) -> Analysis:
+    """Analyse finished trials of a sweep over ``axes`` (the swept hyperparameter columns of
+    ``trials``); each predictor is cross-validated over ``cv_repeats`` fold assignments."""
     outcomes = trial_outcomes(trials, vocab_size)
     if outcomes.empty:
         raise ValueError("no finished trials to analyse")
@@ -62,10 +65,10 @@ def analyze(trials: pd.DataFrame, axes: list[str], depth: int, vocab_size: int) 
     for name, model, features in candidates:
         X = outcomes[list(features)].to_numpy(float)
         if np.all(np.isfinite(X)) and len(np.unique(groups)) >= 5:
-            predictors.append(cross_validate(name, model, X, y, groups, features))
+            predictors.append(cross_validate(name, model, X, y, groups, features, cv_repeats))
     points = point_outcomes(outcomes, axes)
     return Analysis(axes, depth, outcomes, points, predictors, _minimum(points, axes),
-                    _regions(points, depth))
+                    _regions(points, depth), cv_repeats)
 
 
 def _minimum(points: pd.DataFrame, axes: list[str]) -> dict:

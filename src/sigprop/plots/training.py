@@ -85,14 +85,15 @@ def plot_loss_against_exponents(trials: pd.DataFrame, depth: int, path: Path) ->
 
 
 def plot_predictions(y: np.ndarray, predictors: list[CrossValidation], path: Path) -> Path:
-    """Held-out predictions against the measured loss, one panel per predictor."""
+    """Held-out predictions (of the first fold assignment) against the measured loss, one panel
+    per predictor, titled with the R² over all assignments."""
     fig, panels = plt.subplots(1, len(predictors), figsize=(3.6 * len(predictors), 3.8),
                                constrained_layout=True, squeeze=False)
     low, high = np.min(y), np.max(y)
     for ax, cv in zip(panels[0], predictors):
         ax.plot([low, high], [low, high], color="grey", linewidth=0.8)
         ax.scatter(y, cv.predictions, s=14, alpha=0.8)
-        ax.set_title(f"{_wrap(cv.name)}\ncross-validated R² = {cv.r2:.3f}", fontsize=8)
+        ax.set_title(f"{_wrap(cv.name)}\ncross-validated R² = {cv.r2:.3f} ± {cv.r2_sd:.3f}", fontsize=8)
         ax.set_xlabel("test loss")
         ax.set_ylabel("predicted (held out)")
     return _save(fig, path)
