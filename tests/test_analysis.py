@@ -116,3 +116,16 @@ def test_r_squared_is_averaged_over_fold_assignments():
     assert cv.r2 == pytest.approx(np.mean(scores)) and cv.r2_sd == pytest.approx(np.std(scores))
     assert cv.r2_sd > 0
     np.testing.assert_array_equal(cv.predictions, held_out_predictions("spline", X, y, groups, 0))
+
+
+def test_spline_on_a_training_set_that_does_not_span_the_features_predicts_the_mean():
+    """A fold that left a single value of one axis cannot determine the spline's slope along
+    it: the predictor falls back to the training mean instead of failing."""
+    from sigprop.analysis.predictors import fit_spline
+
+    X = np.column_stack([np.full(6, 0.5), np.linspace(1.0, 3.0, 6)])
+    y = np.linspace(2.0, 3.0, 6)
+    predict = fit_spline(X, y, np.arange(6))
+    np.testing.assert_allclose(predict(np.array([[0.9, 2.0], [0.1, 1.0]])), y.mean())
+    spanning = fit_spline(np.column_stack([np.linspace(0, 1, 6) ** 2, X[:, 1]]), y, np.arange(6))
+    assert np.ptp(spanning(np.array([[0.2, 1.0], [0.8, 3.0]]))) > 0.1

@@ -11,7 +11,8 @@ from sigprop.reproduce import Scale, reproduce
 
 TOY = Scale(depth=3, width=16, context=16, batch=4, steps=8, alphas=(0.3, 0.8),
             sigma_ws=(0.5, 2.0, 5.0), seeds=(0,), sigma_b=1.0, workers=1, batch_size=3,
-            simulation_width=32, simulation_depth=4, simulation_seeds=2, compile=False)
+            simulation_width=32, simulation_depth=4, simulation_seeds=2, compile=False,
+            cv_repeats=2)
 
 
 def test_reproduce_writes_a_complete_report_and_resumes(tmp_path):
@@ -43,7 +44,7 @@ def test_sweep_and_analyze_commands(tmp_path):
               "--workers", "1", "--batch-size", "6", "--sigma-b", "1", "--no-compile", "--out", "sweep")
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "sweep" / "sweep.sqlite").exists()
-    out = run("analyze", "--storage", "sweep/sweep.sqlite", "--out", "analysis")
+    out = run("analyze", "--storage", "sweep/sweep.sqlite", "--out", "analysis", "--cv-repeats", "2")
     assert out.returncode == 0, out.stderr
     assert "R²" in out.stdout and (tmp_path / "analysis" / "loss_landscape.png").exists()
     bad = run("sweep", "--grid", "depth=1,2")
@@ -65,7 +66,7 @@ def test_quasi_random_sweep_and_its_analysis(tmp_path):
         capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     out = subprocess.run([sys.executable, "-m", "sigprop", "analyze", "--storage",
-                          "sweep/sweep.sqlite", "--out", "analysis"],
+                          "sweep/sweep.sqlite", "--out", "analysis", "--cv-repeats", "2"],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     points = pd.read_csv(tmp_path / "analysis" / "points.csv")

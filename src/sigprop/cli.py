@@ -623,6 +623,8 @@ def analyze(
     x: Annotated[Optional[str], typer.Option(help="Horizontal axis of the loss landscape (default: "
                                              "the study's order).")] = None,
     y: Annotated[Optional[str], typer.Option(help="Vertical axis of the loss landscape.")] = None,
+    cv_repeats: Annotated[int, typer.Option(help="Random fold assignments each predictor's "
+                                            "cross-validated R² is averaged over.")] = 10,
 ) -> None:
     """Analyse a sweep: does (λ_a, λ_g) at initialization predict the test loss?
 
@@ -633,6 +635,8 @@ def analyze(
     from sigprop.reproduce import study_base_point, write_training_figures
     from sigprop.sweep import SweepSpec, normalize_storage, open_study, trials_frame
 
+    if cv_repeats < 1:
+        raise InvalidHyperparameter(f"--cv-repeats must be an integer >= 1; got {cv_repeats}")
     url = normalize_storage(storage, Path("results/sweep/sweep.sqlite"))
     spec = open_study(url, study, None).user_attrs
     swept = SweepSpec.from_json(spec)
@@ -651,7 +655,7 @@ def analyze(
     if finished.empty:
         raise InvalidHyperparameter(f"study '{study}' has no finished trials yet")
     result = run_analysis(trials, axes, int(spec["fixed"]["depth"]),
-                          int(finished["vocab_size"].dropna().iloc[0]))
+                          int(finished["vocab_size"].dropna().iloc[0]), cv_repeats)
     figures = write_training_figures(result, study_base_point(spec), out)
     table = Table(title=f"{len(result.trials)} finished trials: cross-validated R² of the test loss "
                         f"(mean ± sd over {result.cv_repeats} fold assignments)")

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from sigprop.analysis import Analysis, analyze
+from sigprop.analysis.predictors import REPEATS
 from sigprop.diagrams import write_phase_diagram
 from sigprop.hyperparameters import AXES, AXIS_OF_KEY, ReferencePoint
 from sigprop.plots.simulate import plot_simulation
@@ -48,6 +49,7 @@ class Scale:
     simulation_depth: int
     simulation_seeds: int
     compile: bool = True  # torch.compile the training step (a one-off cost of ~30–60 s)
+    cv_repeats: int = REPEATS  # fold assignments each predictor's R² is averaged over
 
 
 SCALES = {
@@ -102,7 +104,7 @@ def reproduce(out: Path, scale: Scale, storage: str | None = None, workers: int 
     log("4/4 analysis")
     trials = trials_frame(storage, STUDY)
     vocab_size = int(trials["vocab_size"].dropna().iloc[0])
-    analysis = analyze(trials, ["alpha", "sigma_w"], scale.depth, vocab_size)
+    analysis = analyze(trials, ["alpha", "sigma_w"], scale.depth, vocab_size, scale.cv_repeats)
     figures = write_training_figures(analysis, base, out / "training")
     timings["analysis"] = time.perf_counter() - start
 

@@ -97,6 +97,19 @@ def fit_saturating(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = Non
         ok = (1.0 - _sigmoid(k1 * (Z[:, 0] - c1))) * (1.0 - _sigmoid(k2 * (Z[:, 1] - c2)))
         return a + b * (1.0 - ok)
 
+    def jacobian(theta: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        """∂model/∂θ: with s_i = σ(k_i (z_i − c_i)) and u_i = 1 − s_i, the model is
+        a + b (1 − u_1 u_2), and ∂u_i/∂c_i = k_i s_i u_i, ∂u_i/∂k_i = −(z_i − c_i) s_i u_i."""
+        a, b, c1, k1, c2, k2 = theta
+        s1, s2 = _sigmoid(k1 * (Z[:, 0] - c1)), _sigmoid(k2 * (Z[:, 1] - c2))
+        u1, u2 = 1.0 - s1, 1.0 - s2
+        slope1, slope2 = s1 * u1, s2 * u2
+        return np.column_stack([
+            np.ones_like(s1), 1.0 - u1 * u2,
+            -b * u2 * k1 * slope1, b * u2 * (Z[:, 0] - c1) * slope1,
+            -b * u1 * k2 * slope2, b * u1 * (Z[:, 1] - c2) * slope2,
+        ])
+
     low = np.array([low_y, -span, Z[:, 0].min() - 1, -20.0, Z[:, 1].min() - 1, -20.0])
     high = np.array([high_y, span, Z[:, 0].max() + 1, 20.0, Z[:, 1].max() + 1, 20.0])
     best = None
@@ -106,7 +119,8 @@ def fit_saturating(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = Non
                 start = np.array([low_y, span, np.quantile(Z[:, 0], q1), k1,
                                   np.quantile(Z[:, 1], q2), k2])
                 result = least_squares(lambda t: model(t, Z) - y, np.clip(start, low, high),
-                                       method="trf", bounds=(low, high))
+                                       jac=lambda t: jacobian(t, Z), method="trf",
+                                       bounds=(low, high))
                 if best is None or result.cost < best.cost:
                     best = result
     theta = best.x
@@ -115,26 +129,41 @@ def fit_saturating(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = Non
 
 def fit_spline(X: np.ndarray, y: np.ndarray, groups: np.ndarray):
     """Thin-plate smoothing spline on standardized features, its smoothing chosen by an inner
-    grouped cross-validation on the training part only."""
+    grouped cross-validation on the training part only.
+
+    The spline's linear part needs training points that span the feature space (d + 1 of them
+    affinely independent). A small training set can fail that (a fold that left one value of a
+    grid axis): the surface is then undetermined, and the predictor is the training mean."""
     X = np.asarray(X, float)
     centre, scale = X.mean(axis=0), X.std(axis=0) + 1e-12
     Z = (X - centre) / scale
-    smoothing = _inner_smoothing(Z, y, groups)
-    spline = RBFInterpolator(Z, y, kernel="thin_plate_spline", smoothing=smoothing * len(y))
+    if not _spans(Z):
+        mean = float(np.mean(y))
+        return lambda X_new: np.full(len(X_new), mean)
+    spline = RBFInterpolator(Z, y, kernel="thin_plate_spline",
+                             smoothing=_inner_smoothing(Z, y, groups) * len(y))
     return lambda X_new: spline((np.asarray(X_new, float) - centre) / scale)
 
 
 def _inner_smoothing(Z: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
+    """The smoothing of _SMOOTHING with the least inner held-out error (inner folds whose
+    training part does not span the features are skipped; the first candidate if none does)."""
+    folds = [np.isin(groups, test) for test in _folds(np.unique(groups), seed=1)]
+    folds = [held_out for held_out in folds if _spans(Z[~held_out])]
     scores = []
     for smoothing in _SMOOTHING:
         errors = []
-        for test_groups in _folds(np.unique(groups), seed=1):
-            held_out = np.isin(groups, test_groups)
+        for held_out in folds:
             spline = RBFInterpolator(Z[~held_out], y[~held_out], kernel="thin_plate_spline",
                                      smoothing=smoothing * np.count_nonzero(~held_out))
             errors.append(np.sum((spline(Z[held_out]) - y[held_out]) ** 2))
         scores.append(np.sum(errors))
     return _SMOOTHING[int(np.argmin(scores))]
+
+
+def _spans(Z: np.ndarray) -> bool:
+    """Do the rows of Z contain d + 1 affinely independent points?"""
+    return np.linalg.matrix_rank(np.column_stack([np.ones(len(Z)), Z])) == Z.shape[1] + 1
 
 
 def _folds(unique_groups: np.ndarray, seed: int) -> list[np.ndarray]:
