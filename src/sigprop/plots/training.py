@@ -93,7 +93,8 @@ def plot_predictions(y: np.ndarray, predictors: list[CrossValidation], path: Pat
     for ax, cv in zip(panels[0], predictors):
         ax.plot([low, high], [low, high], color="grey", linewidth=0.8)
         ax.scatter(y, cv.predictions, s=14, alpha=0.8)
-        ax.set_title(f"{_wrap(cv.name)}\ncross-validated R² = {cv.r2:.3f} ± {cv.r2_sd:.3f}", fontsize=8)
+        ax.set_title(f"{_wrap(cv.name)}\ncross-validated R² = {cv.r2:.3f} ± {cv.r2_sd:.3f}",
+                     fontsize=8)
         ax.set_xlabel("test loss")
         ax.set_ylabel("predicted (held out)")
     return _save(fig, path)
