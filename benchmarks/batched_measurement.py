@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from sigprop.architecture import reference_layer
+from sigprop.spec import reference_layer
 from sigprop.measure import empirical_lambda_a_points, measure_points
 
 SEEDS = [0, 1, 2, 3]

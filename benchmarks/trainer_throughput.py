@@ -1,4 +1,4 @@
-"""Throughput of ``sigprop.train`` at the THEORY.md §4 scale, against a plain loop and the
+"""Throughput of ``sigprop.train`` at the reproduction's scale, against a plain loop and the
 machine's fp32 matmul peak, all measured in one run.
 
     python benchmarks/trainer_throughput.py [--configs 8] [--steps 12] [--threads 2]

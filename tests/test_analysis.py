@@ -77,7 +77,7 @@ def test_r_squared():
 def test_more_than_two_swept_hyperparameters(tmp_path):
     """A search over three hyperparameters: the baseline sees all three, the exponent models
     two numbers, and no 2D landscape is drawn (its theory curves would depend on the third)."""
-    from sigprop.hyperparameters import ReferencePoint
+    from sigprop.spec import Architecture
     from sigprop.reproduce import write_training_figures
 
     rng = np.random.default_rng(1)
@@ -97,7 +97,7 @@ def test_more_than_two_swept_hyperparameters(tmp_path):
     assert by_name["baseline: raw hyperparameters, smoothing spline"].features == tuple(axes)
     assert by_name["exponents, theory (L·λ_a, L·λ_g), saturating"].r2 > 0.95
     assert len(analysis.points) == 60
-    figures = write_training_figures(analysis, ReferencePoint(), tmp_path)
+    figures = write_training_figures(analysis, Architecture.load(), tmp_path)
     assert set(figures) == {"exponents", "predictions"}
     assert all(path.exists() for path in figures.values())
 

@@ -135,7 +135,7 @@ def test_phase_diagram_with_measured_overlay(tmp_path):
 USER_MODELS = '''
 import torch
 from torch import nn
-from sigprop.architecture import reference_layer
+from sigprop.spec import reference_layer
 from sigprop.models import build_network
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from sigprop.hyperparameters import ReferencePoint
-from sigprop.slices import critical_set, exponent_field
+from sigprop.slices import Setting, critical_set, field
+from sigprop.spec import Architecture
 from sigprop.theory.critical import intersections, zero_curve
 from sigprop.theory.dynamics import collapsed_norm
 from sigprop.theory.roots import bracketed_roots
@@ -36,10 +36,11 @@ def test_intersection_of_two_lines():
 
 
 def test_edge_of_chaos_of_the_reference_model():
-    point = ReferencePoint(sigma_A=0.6)
-    found = critical_set(point, "sigma-w", (1.0, 6.0), "alpha", (0.05, 0.6), x_points=6)
+    point = Architecture.load().with_values(sigma_A=0.6)
+    found = critical_set(point, Setting(), "sigma-w", (1.0, 6.0), "alpha", (0.05, 0.6),
+                         x_points=6)
     assert found.lambda_a_zero.x.size == 6
-    f_a = exponent_field(point, "lambda_a", "alpha", "sigma-w")
+    f_a = field(point, Setting(), "lambda_a", "alpha", "sigma-w")
     assert np.all(np.abs(f_a(found.lambda_a_zero.x, found.lambda_a_zero.y)) < 1e-9)
 
 
@@ -47,11 +48,12 @@ def test_no_crossing_where_theory_forbids_one():
     """On the edge of chaos the attractor is the collapsed line, where λ_g − λ_a =
     log(1 + α_A² / ((1 − α_A²) q*)) > 0 (common versus difference mode): the λ_g = 0 curve,
     which exists in the (σ_w, σ_b) plane, cannot meet λ_a = 0."""
-    point = ReferencePoint(alpha_A=0.5, alpha_M=0.5)
-    found = critical_set(point, "sigma-b", (0.0, 2.0), "sigma-w", (0.2, 5.0), x_points=10)
+    point = Architecture.load().with_values(alpha_A=0.5, alpha_M=0.5)
+    found = critical_set(point, Setting(), "sigma-b", (0.0, 2.0), "sigma-w", (0.2, 5.0),
+                         x_points=10)
     assert found.lambda_a_zero.x.size > 0 and found.lambda_g_zero.x.size > 0
     assert found.crossings.x.size == 0
     closest = found.closest
-    at = point.with_axis("sigma-w", closest["x"]).with_axis("sigma-b", closest["y"])
+    at = point.with_values(sigma_w=closest["x"], sigma_b=closest["y"])
     q_star = collapsed_norm(at.layer(), 16)
     assert closest["lambda_g"] == pytest.approx(np.log(1 + 0.25 / (0.75 * q_star)), abs=1e-6)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.autograd.functional import jacobian
 
-from sigprop.architecture import reference_layer
+from sigprop.spec import reference_layer
 from sigprop.measure import empirical_lambda_a, empirical_lambda_g, measure_trajectory
 from sigprop.measure.blocks import BlockFunction, DiagnoseError, find_blocks, run_token_ids
 from sigprop.measure.factories import hf_factory, load_factory
@@ -211,7 +211,7 @@ def test_bad_factories_and_widths_raise_clear_errors(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "diagnose_user_models.py").write_text(
         "import torch\n"
-        "from sigprop.architecture import reference_layer\n"
+        "from sigprop.spec import reference_layer\n"
         "from sigprop.models import build_network\n"
         "WIDTH = 16\n"
         "def network(seed=0):\n"

@@ -1,9 +1,9 @@
-"""The layer map, its fixed points and exponents, against closed forms of THEORY.md §2–3."""
+"""The layer map, its fixed points and exponents, against the closed forms of docs/theory.md §1–§4."""
 
 import numpy as np
 import pytest
 
-from sigprop.architecture import reference_layer
+from sigprop.spec import reference_layer
 from sigprop.theory.dynamics import (
     attracting_state,
     collapsed_norm,

@@ -7,7 +7,9 @@ import pytest
 from scipy import integrate
 
 from sigprop.activations import get_activation
+from sigprop.theory import gaussian, mehler
 from sigprop.theory.gaussian import cross_moments, diagonal_moments
+from sigprop.theory.gaussian_pairs import pair_moments
 
 ALL = ["tanh", "erf", "relu", "gelu", "silu", "linear"]
 RTOL = 1e-9  # the module aims at 1e-8; the references below are good to ~1e-12
@@ -35,6 +37,8 @@ def _pair_mean(f, g, var: float, c: float) -> float:
     sigma = np.sqrt(var)
     if abs(c) == 1.0:
         return _gauss_mean(lambda x: f(x) * g(c * x), sigma)
+    if c == 0.0:  # independent
+        return _gauss_mean(f, sigma) * _gauss_mean(g, sigma)
     s = sigma * np.sqrt(1 - c * c)
 
     def conditional(x: float) -> float:
@@ -69,7 +73,7 @@ def _assert_close(got: float, want: float, scale: float) -> None:
 
 
 @pytest.mark.parametrize("activation", ALL)
-@pytest.mark.parametrize("var", [0.01, 1.0, 16.0, 100.0])
+@pytest.mark.parametrize("var", [0.01, 1.0, 16.0, 100.0, 1e4])
 def test_diagonal_moments_match_quadrature(activation: str, var: float) -> None:
     want = _reference_diagonal(activation, var)
     got = diagonal_moments(activation, var)
@@ -84,10 +88,14 @@ EDGE_CASES = [(0.01, 1.0), (100.0, -1.0), (100.0, 1.0)]  # 1-D references, cheap
 @pytest.mark.parametrize("activation", ["tanh", "gelu", "silu"])
 @pytest.mark.parametrize("var,c", CROSS_CASES + EDGE_CASES)
 def test_cross_moments_match_nested_quadrature(activation: str, var: float, c: float) -> None:
+    """The public call, and each of its two paths (θ-table, direct quadrature) forced."""
     want = _reference_cross(activation, var, c)
-    got = cross_moments(activation, var, c * var)
-    for g, w, scale in zip(got, want, diagonal_moments(activation, var)):
-        _assert_close(float(g), w, scale)
+    one_point = (np.array([var]), np.array([c]), True)
+    for got in (cross_moments(activation, var, c * var),
+                _table_path(activation, *one_point[:2]),
+                pair_moments(activation, *one_point)):
+        for g, w, scale in zip(got, want, diagonal_moments(activation, var)):
+            _assert_close(float(np.ravel(g)[0]), w, scale)
 
 
 @pytest.mark.parametrize("activation", ["erf", "relu", "linear"])
@@ -180,3 +188,122 @@ def test_rounding_above_var_is_accepted_as_c_equal_one() -> None:
 def test_bad_input_raises_value_error_naming_the_parameter(call, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# Direct quadrature (gaussian_pairs) at the variances it exists for, and its choice against tables.
+
+DIRECT_CASES = [
+    ("tanh", 1e3, -(1 - 1e-6)),
+    ("tanh", 1e3, 0.0),
+    ("tanh", 1e3, 0.999),
+    ("gelu", 1e3, 1 - 1e-6),
+    ("gelu", 0.01, -0.6),
+    ("silu", 1e3, -0.3),
+    ("silu", 1e4, 0.0),
+    ("tanh", 1e4, -1.0),
+]
+
+
+@pytest.mark.parametrize("activation,var,c", DIRECT_CASES)
+def test_direct_quadrature_matches_nested_quadrature(activation: str, var: float, c: float) -> None:
+    """Error ≤ 1e-10 of the Cauchy–Schwarz bound sqrt(E[f²] E[g²]) = the diagonal moment."""
+    want = _reference_cross(activation, var, c)
+    got = pair_moments(activation, np.array([var]), np.array([c]))
+    for g, w, scale in zip(got, want, diagonal_moments(activation, var)):
+        assert abs(float(g[0]) - w) <= 1e-10 * scale
+
+
+@pytest.mark.parametrize("activation", ["tanh", "gelu", "silu"])
+def test_windowed_diagonal_agrees_with_the_full_trapezoid(activation: str) -> None:
+    """Above _WINDOWED_DIAGONAL_VAR diagonal_moments is the direct path at c = 1."""
+    var = np.array([1.01e3, 3e3, 1e4])
+    assert np.all(var > gaussian._WINDOWED_DIAGONAL_VAR)
+    want = mehler.trapezoid_diagonal(activation, np.sqrt(var))
+    for got, w in zip(diagonal_moments(activation, var), want):
+        np.testing.assert_allclose(got, w, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "gelu", "silu"])
+@pytest.mark.parametrize("var", [4.0, 16.0])
+def test_direct_quadrature_agrees_with_tables(activation: str, var: float) -> None:
+    tiny = np.array([1e-12, 1e-9, 1e-6, 1e-3])
+    c = np.concatenate([np.linspace(-1, 1, 41), tiny, -tiny, 1 - tiny, tiny - 1])
+    var = np.full(c.size, var)
+    table = _table_path(activation, var, c)
+    direct = pair_moments(activation, var, c)
+    for t, d, scale in zip(table, direct, diagonal_moments(activation, var[0])):
+        assert np.max(np.abs(t - d)) <= 1e-10 * scale
+
+
+def _table_path(activation: str, var: np.ndarray, c: np.ndarray) -> list[np.ndarray]:
+    """Both cross moments read off the θ-tables alone (built if missing)."""
+    unique, inverse = np.unique(var, return_inverse=True)
+    return mehler.table_moments(activation, unique, inverse.ravel(), c, True)
+
+
+@pytest.fixture
+def fresh_path_state(monkeypatch):
+    """No θ-table (in memory or on disk) and no accrued direct points, as in a new process with
+    an empty table cache; the caches are put back afterwards so that later tests do not
+    rebuild their tables."""
+    monkeypatch.setenv("SIGPROP_CACHE", "off")
+    saved = mehler._CACHE.copy(), gaussian._ACCRUED.copy()
+    mehler._CACHE.clear()
+    gaussian._ACCRUED.clear()
+    mehler._bank.cache_clear()
+    yield
+    for store, old in zip((mehler._CACHE, gaussian._ACCRUED), saved):
+        store.clear()
+        store.update(old)
+    mehler._bank.cache_clear()
+
+
+def test_mixed_call_puts_table_direct_and_diagonal_values_in_place(fresh_path_state) -> None:
+    many = np.full(64, 4.0)  # 64 points >= the price of a table at var 4: built and cached
+    cross_moments("tanh", many, np.linspace(-1, 1, 64) * many)
+    assert ("tanh", 4.0) in mehler._CACHE
+    var = np.array([[4.0, 1e3, 2.5, 4.0], [1e3, 4.0, 2.5, 1e3]])
+    c = np.array([[0.3, -0.8, 0.5, -1.0], [0.999, 1.0, -0.2, 0.0]])
+    phi, dphi = cross_moments("tanh", var, c * var)
+    diagonal = c == 1.0
+    table = (var == 4.0) & ~diagonal
+    direct = ~table & ~diagonal
+    want_table = _table_path("tanh", var[table], c[table])
+    want_direct = pair_moments("tanh", var[direct], c[direct])
+    for got, t, d, diag in zip((phi, dphi), want_table, want_direct, diagonal_moments("tanh", 4.0)):
+        np.testing.assert_allclose(got[table], t, rtol=1e-14, atol=0)
+        np.testing.assert_allclose(got[direct], d, rtol=1e-14, atol=0)
+        assert got[diagonal] == diag
+    assert ("tanh", 1e3) not in mehler._CACHE and ("tanh", 2.5) not in mehler._CACHE
+
+
+def test_table_is_built_once_direct_points_would_cost_more(fresh_path_state) -> None:
+    """Rent or buy: calls at one var integrate directly until their points reach the table's
+    price; above _TABLE_MAX_VAR no table is built however many points."""
+    var, price = 2.0, gaussian._table_price("gelu", 2.0)
+    for _ in range(int(np.ceil(price)) - 1):
+        cross_moments("gelu", var, 0.1 * var)
+        assert ("gelu", var) not in mehler._CACHE
+    direct = cross_moments("gelu", var, 0.1 * var)
+    assert ("gelu", var) in mehler._CACHE
+    np.testing.assert_allclose(cross_moments("gelu", var, 0.1 * var), direct, rtol=1e-10)
+    large = np.full(int(np.ceil(gaussian._table_price("gelu", 150.0))), 150.0)
+    cross_moments("gelu", large, 0.5 * large, derivative=False)
+    assert ("gelu", 150.0) not in mehler._CACHE
+
+
+@pytest.mark.parametrize("c", [-0.5, 0.3, 0.9])
+def test_tanh_tends_to_the_arcsine_kernel_at_large_variance(c: float) -> None:
+    """tanh = sign + r with r odd, ∫|r| = 2 ln 2, ∫ r(x) x dx = −π²/12, and E[sign(h1)sign(h2)]
+    = (2/π) arcsin c. The gap Δ = E[r(h1) tanh(h2)] + E[sign(h1) r(h2)] obeys, at every var,
+    |Δ| <= 2 E|r(h)| <= 2 ∫|r| / sqrt(2π var) (the O(var^-1/2) correction), and expanding
+    E[sign(h1) | h2] = erf(c h2 / sqrt(2 var (1 − c²))) to first order in h2 gives
+    Δ = A/var + O(var^-2), A = −π c / (6 sqrt(1 − c²)) (E[r(h1) r(h2)] = O(var^-2), ∫ r = 0):
+    so var Δ − A shrinks tenfold per decade of var, up to O(1/var)."""
+    var = np.array([1e2, 1e3, 1e4])
+    phi, _ = cross_moments("tanh", var, c * var, derivative=False)
+    gap = phi - 2 / np.pi * np.arcsin(c)
+    assert np.all(np.abs(gap) <= 4 * np.log(2) / np.sqrt(2 * np.pi * var))
+    assert np.all(np.diff(np.abs(gap)) < 0)
+    residual = np.abs(var * gap + np.pi * c / (6 * np.sqrt(1 - c * c)))
+    assert 8 < residual[1] / residual[2] < 12

@@ -11,7 +11,7 @@ import torch
 from torch.autograd.functional import jacobian
 from torch.func import jvp
 
-from sigprop.architecture import reference_layer
+from sigprop.spec import Architecture, reference_layer
 from sigprop.measure import (
     StackedBlock,
     angle_spread,
@@ -31,6 +31,8 @@ from sigprop.models import build_network
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 
 REFERENCE = reference_layer(0.5, 0.5, 0.6, 2.0)
+# d_ff = 1.5 d, to check that the MLP's hidden width follows the block
+WIDER_MLP = Architecture.load().with_values(alpha=0.5, ff_ratio=1.5).layer()
 SMALL = dict(depth=4, width=16, n_tokens=4, q0=1.3, rho0=0.2, n_probes=3)
 TINY = dict(depth=5, width=8, seeds=[0])
 
@@ -76,7 +78,7 @@ def test_probe_estimate_matches_exact_jacobian():
     n, d, depth, n_probes = 3, 8, 3, 20_000
     x0 = simplex_tokens(n, d, 1.0, 0.3, seed=1)
     probes = sphere_probes(n_probes, n, d, seed=2)
-    blocks = stacked_blocks(REFERENCE, depth=depth, width=d, ff_width=None, seeds=[0])
+    blocks = stacked_blocks(REFERENCE, depth=depth, width=d, seeds=[0])
     log_jac = propagate(blocks, x0[None], probes[None]).log_jac[0]
     net = build_network(REFERENCE, depth, d, seed=0)
     for l in range(1, depth + 1):
@@ -92,10 +94,10 @@ def test_vmapped_seeds_equal_a_loop_over_seeds():
     seeds, n, d = [0, 3, 11], 4, 16
     x0 = torch.stack([simplex_tokens(n, d, 1.0, 0.1, seed=100 + s) for s in seeds])
     probes = torch.stack([sphere_probes(3, n, d, seed=200 + s) for s in seeds])
-    blocks = stacked_blocks(REFERENCE, depth=4, width=d, ff_width=24, seeds=seeds)
+    blocks = stacked_blocks(WIDER_MLP, depth=4, width=d, seeds=seeds)
     batched = propagate(blocks, x0, probes)
     for row, seed in enumerate(seeds):
-        net = build_network(REFERENCE, 4, d, ff_width=24, seed=seed).requires_grad_(False)
+        net = build_network(WIDER_MLP, 4, d, seed=seed).requires_grad_(False)
         x, tangents = x0[row], list(probes[row])
         for l, block in enumerate(net.blocks, start=1):
             pushed = [jvp(block, (x,), (t,)) for t in tangents]

@@ -1,4 +1,4 @@
-"""sigprop.models: initialization statistics (THEORY.md §1), forward semantics, validation."""
+"""sigprop.models: initialization statistics (docs/theory.md §1), forward semantics, validation."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from sigprop.architecture import (
+from sigprop.models import LayerNormModule, RMSNormModule, build_network
+from sigprop.spec import (
     MLP,
+    Architecture,
     InvalidHyperparameter,
-    LayerNorm,
     Residual,
+    RMSNorm,
     SelfAttention,
     Serial,
     reference_layer,
 )
-from sigprop.models import LayerNormModule, build_network
 
 WIDTH, FF_WIDTH = 64, 96
 SIGMA_A, SIGMA_W, SIGMA_B = 0.6, 2.0, 0.3
@@ -29,7 +30,10 @@ def _deterministic_test_inputs():
 
 
 def _layer(alpha_A: float = 0.5, alpha_M: float = 0.5, activation: str = "tanh") -> Serial:
-    return reference_layer(alpha_A, alpha_M, SIGMA_A, SIGMA_W, SIGMA_B, activation)
+    """The reference layer with d_ff = FF_WIDTH at width WIDTH."""
+    return Architecture.load().with_values(
+        alpha_A=alpha_A, alpha_M=alpha_M, sigma_A=SIGMA_A, sigma_w=SIGMA_W, sigma_b=SIGMA_B,
+        activation=activation, ff_ratio=FF_WIDTH / WIDTH).layer()
 
 
 def _params(net: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -37,7 +41,7 @@ def _params(net: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def test_init_variances_match_theory():
-    net = build_network(_layer(), depth=3, width=WIDTH, ff_width=FF_WIDTH, seed=0)
+    net = build_network(_layer(), depth=3, width=WIDTH, seed=0)
     expected = {
         "W_Q": SIGMA_A / WIDTH,
         "W_K": SIGMA_A / WIDTH,
@@ -57,7 +61,7 @@ def test_init_variances_match_theory():
 
 
 def test_init_shapes_follow_ff_width():
-    block = build_network(_layer(), depth=1, width=WIDTH, ff_width=FF_WIDTH).blocks[0]
+    block = build_network(_layer(), depth=1, width=WIDTH).blocks[0]
     shapes = {name.rsplit(".", 1)[-1]: tuple(p.shape) for name, p in block.named_parameters()}
     assert shapes == {
         "W_Q": (WIDTH, WIDTH),
@@ -88,8 +92,8 @@ def test_alpha_zero_is_identity():
 
 @pytest.mark.parametrize("alpha_A, alpha_M", [(1.0, 1.0), (0.3, 0.8)])
 def test_forward_matches_theory_formulas(alpha_A, alpha_M):
-    """One block against THEORY.md §1 written out; with α = 1 there is no skip path."""
-    net = build_network(_layer(alpha_A, alpha_M), depth=1, width=WIDTH, ff_width=FF_WIDTH)
+    """One block against docs/theory.md §1 written out; with α = 1 there is no skip path."""
+    net = build_network(_layer(alpha_A, alpha_M), depth=1, width=WIDTH)
     p = {name.rsplit(".", 1)[-1]: value for name, value in _params(net).items()}
     x = torch.randn(6, WIDTH, dtype=torch.float64)
 
@@ -114,9 +118,15 @@ def test_attention_is_non_causal_and_batched():
     torch.testing.assert_close(net(x)[1], net(x[1]), rtol=1e-13, atol=1e-13)
 
 
-def test_layer_norm_output_has_norm_d():
-    y = LayerNormModule()(3.0 * torch.randn(4, 7, 32, dtype=torch.float64))
+@pytest.mark.parametrize("norm", [RMSNormModule, LayerNormModule])
+def test_norm_output_has_norm_d(norm):
+    y = norm()(3.0 * torch.randn(4, 7, 32, dtype=torch.float64) + 1.0)
     torch.testing.assert_close(y.square().sum(-1), torch.full((4, 7), 32.0, dtype=torch.float64))
+
+
+def test_layer_norm_centres_each_token():
+    y = LayerNormModule()(3.0 * torch.randn(4, 7, 32, dtype=torch.float64) + 1.0)
+    torch.testing.assert_close(y.mean(-1), torch.zeros(4, 7, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "silu", "erf", "linear"])
@@ -127,7 +137,7 @@ def test_other_activations_build(activation):
 
 def test_custom_description_builds():
     """Components compose freely: a plain residual MLP stack without attention."""
-    layer = Serial((Residual(0.7, Serial((LayerNorm(), MLP(1.5)))),))
+    layer = Serial((Residual(math.sqrt(1 - 0.7**2), 0.7, Serial((RMSNorm(), MLP(1.5)))),))
     net = build_network(layer, depth=2, width=8, seed=3)
     assert {name.rsplit(".", 1)[-1] for name, _ in net.named_parameters()} == {"W_1", "b_1", "W_2"}
 
@@ -137,7 +147,6 @@ def test_custom_description_builds():
     [
         (dict(depth=0, width=8), "depth"),
         (dict(depth=2, width=0), "width"),
-        (dict(depth=2, width=8, ff_width=-1), "ff_width"),
         (dict(depth=2.5, width=8), "depth"),
     ],
 )
@@ -146,9 +155,15 @@ def test_invalid_sizes_name_the_parameter(kwargs, name):
         build_network(_layer(), **kwargs)
 
 
+def test_heads_must_divide_the_width():
+    layer = Architecture.load().with_values(heads=4).layer()
+    with pytest.raises(ValueError, match="heads must divide the width 10"):
+        build_network(layer, depth=1, width=10)
+
+
 def test_array_hyperparameters_are_rejected():
     layer = reference_layer(np.array([0.1, 0.2]), 0.5, SIGMA_A, SIGMA_W)
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match="skip"):
         build_network(layer, depth=1, width=8)
     layer = Serial((SelfAttention(np.linspace(0.5, 1.0, 3)),))
     with pytest.raises(ValueError, match="sigma_A"):

@@ -1,9 +1,7 @@
 """The whole pipeline at toy scale: sweep, resume, analysis and report, through the CLI too."""
 
-import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 

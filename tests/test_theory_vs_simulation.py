@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy.optimize import brentq
 
-from sigprop.architecture import reference_layer
+from sigprop.spec import reference_layer
 from sigprop.measure import empirical_lambda_a, empirical_lambda_g, measure_trajectory
 from sigprop.models import build_network
 from sigprop.theory.dynamics import attracting_state, collapsed_norm, lambda_a, trajectory
@@ -111,7 +111,7 @@ def test_ordered_attractor_is_the_collapsed_line():
 
 
 def test_gradients_explode_at_the_edge_of_chaos():
-    """THEORY.md §4 claim 2 expects λ_a = 0 and λ_g = 0 to cross; the derivation says they
+    """The paper expects λ_a = 0 and λ_g = 0 to cross; the derivation says they
     cannot (docs/theory.md): at the edge of chaos the attractor is the collapsed line, where a
     tangent shared by all tokens passes uniform attention's value path while token differences
     are averaged away, so λ_g − λ_a = log(1 + α_A² / ((1 − α_A²) q*)) > 0. The simulation, at

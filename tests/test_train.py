@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import sigprop.train.exponents as train_exponents
-from sigprop.architecture import SelfAttention, Serial, Residual, reference_layer
+from sigprop.spec import Residual, SelfAttention, Serial, reference_layer
 from sigprop.data import Batches, copy_task, evaluation_windows
 from sigprop.theory.exponents import compute_exponents
 from sigprop.train import (
@@ -22,7 +22,7 @@ from sigprop.train import (
     lm_layer,
     train_together,
 )
-from sigprop.train.model import reference_point
+from sigprop.train.model import lm_architecture
 from sigprop.train.stacked import StackedRun, _member_losses
 
 # raised inside torch.compile itself
@@ -55,7 +55,7 @@ def corpus():
 def _train_alone(config, corpus, settings):
     """The reference: one nn.Module, its own Adam, the same batches."""
     model = build_lm(config, corpus.vocab_size, depth=settings.depth, width=settings.width,
-                     ff_width=settings.ff_width, dtype=settings.dtype)
+                     dtype=settings.dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     batches = Batches(corpus.train, settings.batch, settings.context, settings.seed)
     losses = []
@@ -226,7 +226,8 @@ def test_exponents_at_init_measure_the_causal_model(monkeypatch):
     for config, result in zip(configs, results):
         assert keys <= set(result)
         assert all(math.isfinite(value) for value in result.values()), result
-        theory = compute_exponents(reference_point(config).layer(), 8)  # bidirectional
+        bidirectional = lm_architecture(config).with_values(causal=False)
+        theory = compute_exponents(bidirectional.theory_layer(), 8)
         assert result["lambda_a_theory"] == pytest.approx(float(theory.lambda_a), rel=1e-9)
         assert result["lambda_g_theory"] == pytest.approx(float(theory.lambda_g), rel=1e-9)
 

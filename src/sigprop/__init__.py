@@ -1,0 +1,56 @@
+"""sigprop: will a deep transformer train? Signal propagation at initialization.
+
+The theory (pure numpy, no torch) ::
+
+    import sigprop
+    sigprop.exponents()                                  # the reference transformer
+    sigprop.exponents("gpt2", depth=48, sigma_w=0.8)     # a preset at its depth
+    sigprop.trajectory("pre-ln", depth=100, rho0=0.3)    # q_l, ρ_l, log‖J_l‖², l = 0..L
+    sigprop.phase_diagram("branch", "sigma-w", "gpt2", depth=24).write("out")
+    sigprop.critical("sigma-w", "alpha")
+
+and measurements of random networks (these load PyTorch on first use) ::
+
+    sigprop.simulate("post-ln", sigma_w=[0.5, 2.0], width=512)
+    sigprop.diagnose(hf="gpt2", layers=24, width=256)
+
+Architectures: ``sigprop.Architecture`` (presets ``sigprop.PRESETS``, description files), with
+every hyperparameter and option declared once in ``sigprop.spec``.
+"""
+
+from sigprop.diagrams import PhaseDiagram, phase_diagram
+from sigprop.predict import ExponentsReport, TrajectoryReport, exponents, trajectory
+from sigprop.slices import CriticalReport, critical
+from sigprop.spec import PRESETS, Architecture, InvalidHyperparameter, NotCovered
+
+__all__ = [
+    "PRESETS",
+    "Architecture",
+    "CriticalReport",
+    "ExponentsReport",
+    "InvalidHyperparameter",
+    "NotCovered",
+    "PhaseDiagram",
+    "TrajectoryReport",
+    "critical",
+    "diagnose",
+    "exponents",
+    "phase_diagram",
+    "simulate",
+    "trajectory",
+]
+
+# Measurements need PyTorch: they load on first use, so that the theory never imports it.
+_LAZY = {"simulate": "sigprop.simulation", "diagnose": "sigprop.measure.diagnose"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sigprop' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

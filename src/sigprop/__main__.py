@@ -1,5 +1,5 @@
 """``python -m sigprop`` runs the command line."""
 
-from sigprop.cli import app
+from sigprop.cli import main
 
-app()
+main()

@@ -1,25 +1,85 @@
-"""The training experiment behind a sweep: what one batch of trials does.
+"""The training experiment behind a sweep: what it trains, and what one batch of trials does.
 
 A sweep configuration is one flat dict (grid point merged with the study's fixed settings). Its
-keys split into the initialization of one LM (``sigprop.train.model.CONFIG_KEYS``: the reference
-hyperparameters, "alpha" for α_A = α_M, and the initialization "seed") and the settings every
+keys split into the initialization of one LM (``sigprop.train.model.CONFIG_KEYS``: every
+declared hyperparameter, alias and option, and the initialization "seed") and the settings every
 trial of the study shares (``TrainSettings`` fields, the data "data_seed" order, the corpus, and
-how the exponents at initialization are measured).
+how the exponents at initialization are measured). ``sweep_spec`` writes the block's every value
+into the fixed settings, with formulas in L resolved at the trained depth, so that a stored
+study describes its models completely.
 """
 
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import Any
 
 from sigprop.data import copy_task, shakespeare
-from sigprop.sweep import Evaluate
+from sigprop.spec import Architecture, InvalidHyperparameter, axis, canonical_names, depth_or
+from sigprop.spec.declarations import HYPERPARAMETERS, OPTIONS
+from sigprop.sweep import Evaluate, SweepSpec
 from sigprop.train import TrainSettings, exponents_at_init, train_together
-from sigprop.train.model import CONFIG_KEYS
+from sigprop.train.model import CONFIG_KEYS, lm_architecture
 
 CORPORA = {"shakespeare": shakespeare, "copy": copy_task}
 _SETTINGS = {f.name for f in fields(TrainSettings)} - {"seed", "dtype"}
 # Settings of the measurement of the exponents at initialization, not of training.
 _MEASURE = {"measure_tokens": 16, "measure_seeds": 2, "measure_width": 128}
+DEFAULT_DEPTH = 16
+
+
+def sweep_spec(
+    arch: Architecture | str | None,
+    values: dict[str, Any],
+    grid: list[str],
+    sample: list[str],
+    samples: int,
+    sample_seed: int,
+    *,
+    depth: int | None = None,
+    **training: Any,
+) -> SweepSpec:
+    """The ``SweepSpec`` of a training sweep of the block ``arch`` (with ``values``): ``grid``
+    entries "NAME=v1,v2,…" (any numeric hyperparameter or alias, or seed) crossed with
+    ``samples`` quasi-random points of the ``sample`` box "NAME=LOW:HIGH"; ``training``:
+    ``TrainSettings`` fields and "data". Every value is checked before any work."""
+    if values.get("causal") is False:
+        raise InvalidHyperparameter("a sweep trains causal language models: drop --no-causal")
+    block = Architecture.load(arch).with_values(**values)
+    depth = depth_or(block, depth, DEFAULT_DEPTH)
+    swept = dict(_entry("--grid", "NAME=v1,v2,…", e, seeds=True) for e in grid)
+    ranges = dict(_entry("--sample", "NAME=LOW:HIGH", e, seeds=False) for e in sample)
+    if not swept and not ranges:
+        raise InvalidHyperparameter("give at least one --grid NAME=v1,v2,… or --sample "
+                                    "NAME=LOW:HIGH")
+    if ranges and samples < 1:
+        raise InvalidHyperparameter(f"--samples: must be >= 1 with --sample; got {samples}")
+    if samples and not ranges:
+        raise InvalidHyperparameter("--samples: needs at least one --sample NAME=LOW:HIGH")
+    if sample_seed < 0:
+        raise InvalidHyperparameter(f"--sample-seed: must be >= 0; got {sample_seed}")
+    both = sorted(set(swept) & set(ranges))
+    if both:
+        raise InvalidHyperparameter(f"--grid and --sample: {', '.join(both)} given in both")
+    names = [*swept, *ranges]
+    sets = {name: set(canonical_names(name)) if name != "seed" else {"seed"} for name in names}
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            if sets[first] & sets[second]:
+                raise InvalidHyperparameter(f"swept {first} and {second} both set "
+                                            f"{', '.join(sorted(sets[first] & sets[second]))}")
+    covered = set().union(*sets.values())
+    for name, entries in [*swept.items(), *ranges.items()]:
+        if name != "seed":
+            for value in entries:
+                block.with_values(**{name: value}).resolved(depth).layer()
+    fixed = {k: v for k, v in block.resolved(depth).values.items()
+             if k not in covered and k != "causal" and not (k == "sigma_2" and block["tied_readout"])}
+    fixed |= {"depth": depth, **training}
+    if "seed" not in swept:
+        fixed["seed"] = 0
+    return SweepSpec(grid=swept, fixed=_plain(fixed), sampled=ranges, samples=samples,
+                     sample_seed=sample_seed)
 
 
 def make_evaluate() -> Evaluate:
@@ -33,7 +93,8 @@ def evaluate(configs: list[dict]) -> list[dict]:
 
     Per config: the theory exponents (bidirectional maps) and those measured on the causal LM's
     layers at init (``exponents_at_init``), then ``train_together``'s status and losses.
-    Configs with different activations are trained in separate stacks (one template each).
+    Configs with different structural options are trained in separate stacks (one template
+    each).
     """
     shared = _shared_settings(configs)
     settings = TrainSettings(**{k: v for k, v in shared.items() if k in _SETTINGS},
@@ -46,12 +107,54 @@ def evaluate(configs: list[dict]) -> list[dict]:
         width=int(shared.get("measure_width", _MEASURE["measure_width"])),
     )
     trained: list[dict] = [{} for _ in points]
-    for activation in dict.fromkeys(p.get("activation", "tanh") for p in points):
-        members = [i for i, p in enumerate(points) if p.get("activation", "tanh") == activation]
+    structures = [lm_architecture(p).structure for p in points]
+    for structure in dict.fromkeys(structures):
+        members = [i for i, s in enumerate(structures) if s == structure]
         for i, outcome in zip(members, train_together([points[i] for i in members], corpus, settings)):
             trained[i] = outcome
     return [{**exponents, **outcome, "vocab_size": corpus.vocab_size}
             for exponents, outcome in zip(at_init, trained)]
+
+
+def study_architecture(attrs: dict) -> Architecture:
+    """The block a study trained, with its fixed values (bidirectional: for the theory)."""
+    fixed = attrs["fixed"]
+    declared = {d.name for d in (*HYPERPARAMETERS, *OPTIONS)}
+    return Architecture("study").with_values(
+        **{k: v for k, v in fixed.items() if k in declared and k != "causal"})
+
+
+def _entry(option: str, form: str, entry: str, seeds: bool) -> tuple[str, list]:
+    """'sigma-w=1,2' → ("sigma_w", [1.0, 2.0]); 'alpha=0.1:0.9' → ("alpha", [0.1, 0.9])."""
+    name, _, text = entry.partition("=")
+    name = name.strip()
+    try:
+        name = "seed" if (seeds and name == "seed") else axis(name).name
+    except InvalidHyperparameter:
+        allowed = "any numeric hyperparameter or alias" + (", or seed" if seeds else "")
+        raise InvalidHyperparameter(f"{option} takes {form} with NAME {allowed}; got "
+                                    f"{entry!r}") from None
+    if not text:
+        raise InvalidHyperparameter(f"{option} takes {form}; got {entry!r}")
+    if option == "--grid":
+        try:
+            numbers = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise InvalidHyperparameter(f"--grid {name}: values must be numbers; got {text!r}") from None
+        return name, [int(v) for v in numbers] if name == "seed" else numbers
+    try:
+        low, high = (float(b) for b in text.split(":"))
+    except ValueError:
+        raise InvalidHyperparameter(f"--sample {name}: takes LOW:HIGH (two numbers); got "
+                                    f"{text!r}") from None
+    if not low < high:
+        raise InvalidHyperparameter(f"--sample {name}: LOW must be below HIGH; got {text!r}")
+    return name, [low, high]
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON-able scalars: numpy numbers become floats."""
+    return {k: (v if isinstance(v, (bool, str, int)) else float(v)) for k, v in values.items()}
 
 
 def _shared_settings(configs: list[dict]) -> dict:

@@ -1,44 +1,130 @@
-"""Exponents over one- and two-parameter slices of the reference transformer's hyperparameters.
+"""Exponents over slices of hyperparameter space, and the critical initializations in them.
 
-Glue between named hyperparameters (``ReferencePoint`` with CLI axis names) and the pure theory:
-grids for phase diagrams, and the zero curves and crossings of λ_a and λ_g.
+Glue between named hyperparameters (an ``Architecture`` with axes named as on the command line)
+and the pure theory. A ``Setting`` says which exponents: the asymptotic per-layer exponents at the
+forward map's fixed point (depth None), or the finite-depth exponents λ^(L) of an L-layer stack
+from the input geometry (q0, ρ0) (``sigprop.theory.depth``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
-from sigprop.hyperparameters import ReferencePoint
+from sigprop.spec import Architecture, InvalidHyperparameter, axis, canonical_names
+from sigprop.spec.declarations import INPUTS
 from sigprop.theory.critical import CurvePoints, intersections, zero_curve
+from sigprop.theory.depth import DepthProfile, depth_profile
+from sigprop.theory.dynamics import attracting_state, collapsed_growth, lambda_a, trajectory
 from sigprop.theory.exponents import Exponents, compute_exponents
-from sigprop.theory.dynamics import attracting_state, lambda_a
 
 
-def exponents_on_grid(
-    point: ReferencePoint, x_axis: str, x_values: np.ndarray, y_axis: str, y_values: np.ndarray
-) -> Exponents:
-    """Exponents on the mesh (y, x): arrays of shape (len(y_values), len(x_values))."""
-    X, Y = np.meshgrid(np.asarray(x_values, float), np.asarray(y_values, float))
-    meshed = point.with_axis(x_axis, X).with_axis(y_axis, Y)
-    return compute_exponents(meshed.layer(), point.n_tokens)
+@dataclass(frozen=True)
+class Setting:
+    """Everything besides the block: n tokens and the definition of the exponents.
+
+    ``depth`` None: asymptotic exponents (per layer, at the fixed point); an integer L: the
+    finite-depth exponents λ_a^(L), λ_g^(L) of L layers from tokens with squared norm ``q0``
+    and cosine ``rho0``.
+    """
+
+    n_tokens: int = 16
+    depth: int | None = None
+    q0: float = 1.0
+    rho0: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("n_tokens", "depth", "q0", "rho0"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, INPUTS[name].check(value))
+
+    @property
+    def label(self) -> str:
+        """'asymptotic' or 'depth L = 24 from q0 = 1, ρ0 = 0'."""
+        if self.depth is None:
+            return "asymptotic (per layer, at the fixed point)"
+        return f"finite depth L = {self.depth}, from q0 = {self.q0:g}, ρ0 = {self.rho0:g}"
 
 
-def exponent_field(point: ReferencePoint, exponent: str, x_axis: str | None, y_axis: str):
-    """f(x, y) → λ at the point with the two axes set (x ignored when ``x_axis`` is None)."""
+def evaluate(arch: Architecture, setting: Setting) -> dict[str, np.ndarray]:
+    """λ_a, λ_g and the state they describe, broadcast over the arrays held in ``arch``:
+    q_star, rho_star (asymptotic; NaN without a fixed point) or q_L, rho_L, log_jac_L."""
+    layer = arch.theory_layer(setting.depth)
+    if setting.depth is None:
+        e: Exponents = compute_exponents(layer, setting.n_tokens)
+        return {"lambda_a": e.lambda_a, "lambda_g": e.lambda_g, "q_star": e.q_star,
+                "rho_star": e.rho_star}
+    d: DepthProfile = depth_profile(layer, setting.n_tokens, setting.depth, setting.q0,
+                                    setting.rho0)
+    return {"lambda_a": d.lambda_a, "lambda_g": d.lambda_g, "q_L": d.q[-1], "rho_L": d.rho[-1],
+            "log_jac_L": d.log_jac[-1]}
 
-    def field(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+
+def exponent(arch: Architecture, setting: Setting, name: str) -> np.ndarray:
+    """One exponent ("lambda_a" or "lambda_g"), computing only what it needs."""
+    layer = arch.theory_layer(setting.depth)
+    n, depth = setting.n_tokens, setting.depth
+    if name == "lambda_a":
+        if depth is None:
+            return lambda_a(layer, n)
+        return collapsed_growth(layer, n, setting.q0, depth).sum(axis=0) / depth
+    if depth is None:
+        return attracting_state(layer, n).lambda_g
+    return trajectory(layer, n, setting.q0, setting.rho0, depth).log_jac[-1] / depth
+
+
+def on_grid(arch: Architecture, setting: Setting, x_axis: str, x: np.ndarray, y_axis: str,
+            y: np.ndarray) -> dict[str, np.ndarray]:
+    """``evaluate`` on the mesh (y, x): arrays of shape (len(y), len(x))."""
+    check_axes(x_axis, y_axis)
+    X, Y = np.meshgrid(np.asarray(x, float), np.asarray(y, float))
+    meshed = arch.with_values(**{axis(x_axis).name: X}).with_values(**{axis(y_axis).name: Y})
+    return {k: np.broadcast_to(v, X.shape) for k, v in evaluate(meshed, setting).items()}
+
+
+def check_axes(x_axis: str | None, y_axis: str) -> None:
+    """Both axes declared, and setting different hyperparameters."""
+    y_sets = set(canonical_names(y_axis))
+    if x_axis is not None and y_sets & set(canonical_names(x_axis)):
+        raise InvalidHyperparameter(f"x and y must set different hyperparameters; got {x_axis}, "
+                                    f"{y_axis}")
+
+
+def axis_range(name: str, given: tuple[float, float] | None, points: int) -> tuple[float, float]:
+    """The range of an axis: ``given`` or the declared plotting range, checked against the
+    allowed interval, low < high and at least 2 points."""
+    declared = axis(name)
+    low, high = given if given is not None else declared.plot_range
+    if points < 2:
+        raise InvalidHyperparameter(f"a range needs at least 2 points; got {points}")
+    if not low < high:
+        raise InvalidHyperparameter(f"range of {declared.flag} must have low < high; got "
+                                    f"[{low:g}, {high:g}]")
+    inside_low = low >= declared.low if declared.closed_low else low > declared.low
+    if not inside_low or high > declared.high:
+        raise InvalidHyperparameter(f"range of {declared.flag} must lie in {declared.allowed}; "
+                                    f"got [{low:g}, {high:g}]")
+    return float(low), float(high)
+
+
+def field(arch: Architecture, setting: Setting, name: str, x_axis: str | None, y_axis: str
+          ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """f(x, y) → the exponent ``name`` with the two axes set (x ignored when ``x_axis`` is None)."""
+    y_name = axis(y_axis).name
+    x_name = None if x_axis is None else axis(x_axis).name
+
+    def f(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         x, y = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float))
-        at = point.with_axis(y_axis, y)
-        if x_axis is not None:
-            at = at.with_axis(x_axis, x)
-        layer = at.layer()
-        if exponent == "lambda_a":
-            return np.broadcast_to(lambda_a(layer, point.n_tokens), y.shape)
-        return np.broadcast_to(attracting_state(layer, point.n_tokens).lambda_g, y.shape)
+        at = arch.with_values(**{y_name: y})
+        if x_name is not None:
+            at = at.with_values(**{x_name: x})
+        return np.broadcast_to(exponent(at, setting, name), y.shape)
 
-    return field
+    return f
 
 
 @dataclass(frozen=True)
@@ -56,7 +142,8 @@ class CriticalSet:
 
 
 def critical_set(
-    point: ReferencePoint,
+    arch: Architecture,
+    setting: Setting,
     y_axis: str,
     y_range: tuple[float, float],
     x_axis: str | None = None,
@@ -65,25 +152,27 @@ def critical_set(
     y_points: int = 64,
 ) -> CriticalSet:
     """λ_a = 0, λ_g = 0 and both, solving for y (for every x on a grid when ``x_axis`` is set)."""
-    f_a = exponent_field(point, "lambda_a", x_axis, y_axis)
-    f_g = exponent_field(point, "lambda_g", x_axis, y_axis)
+    check_axes(x_axis, y_axis)
+    f_a = field(arch, setting, "lambda_a", x_axis, y_axis)
+    f_g = field(arch, setting, "lambda_g", x_axis, y_axis)
     x_grid = np.linspace(*x_range, x_points) if x_axis is not None else np.array([np.nan])
     curve_a = zero_curve(f_a, x_grid, y_range, y_points)
     curve_g = zero_curve(f_g, x_grid, y_range, y_points)
     if x_axis is not None:
         crossings = intersections(f_a, f_g, x_range, y_range, x_points, y_points)
     else:
-        crossings = _common_roots(curve_a, curve_g, f_a, f_g)
+        crossings = _common_roots(curve_a, f_g)
     closest = None
     if curve_a.x.size:
         on_edge = f_g(curve_a.x, curve_a.y)
-        best = int(np.argmin(np.abs(on_edge)))
-        closest = {"x": float(curve_a.x[best]), "y": float(curve_a.y[best]),
-                   "lambda_g": float(on_edge[best])}
+        if np.isfinite(on_edge).any():
+            best = int(np.nanargmin(np.abs(on_edge)))
+            closest = {"x": float(curve_a.x[best]), "y": float(curve_a.y[best]),
+                       "lambda_g": float(on_edge[best])}
     return CriticalSet(curve_a, curve_g, crossings, closest)
 
 
-def _common_roots(curve_a: CurvePoints, curve_g: CurvePoints, f_a, f_g) -> CurvePoints:
+def _common_roots(curve_a: CurvePoints, f_g) -> CurvePoints:
     """In a one-parameter slice a crossing is a root of λ_a where λ_g also vanishes (to 1e-6)."""
     if curve_a.y.size == 0:
         return curve_a
@@ -91,32 +180,101 @@ def _common_roots(curve_a: CurvePoints, curve_g: CurvePoints, f_a, f_g) -> Curve
     return CurvePoints(curve_a.x[both], curve_a.y[both], curve_a.branch[both])
 
 
-def critical_summary(
-    point: ReferencePoint,
-    y_axis: str,
-    y_range: tuple[float, float],
-    x_axis: str | None,
-    x_range: tuple[float, float] | None,
-    x_points: int,
-) -> dict:
-    """``critical_set`` as plain data for tables and JSON."""
-    found = critical_set(point, y_axis, y_range, x_axis, x_range, x_points=x_points)
+@dataclass(frozen=True)
+class CriticalReport:
+    """The critical initializations of a slice, as ``sigprop.critical`` returns them."""
 
-    def rows(curve: CurvePoints) -> list[dict]:
-        return [
-            {"x": (float(cx) if x_axis else None), "y": float(cy), "branch": int(b)}
-            for cx, cy, b in zip(curve.x, curve.y, curve.branch)
-        ]
+    arch: Architecture
+    setting: Setting
+    x_axis: str | None
+    y_axis: str
+    found: CriticalSet
 
-    closest = found.closest
-    if closest is not None and x_axis is None:
-        closest = {**closest, "x": None}
-    return {
-        "x_axis": x_axis,
-        "y_axis": y_axis,
-        "lambda_a_zero": rows(found.lambda_a_zero),
-        "lambda_g_zero": rows(found.lambda_g_zero),
-        "crossings": rows(found.crossings),
-        "closest_on_edge_of_chaos": closest,
-        "hyperparameters": point.scalars(),
-    }
+    def to_json(self) -> dict[str, Any]:
+        """{"x_axis", "y_axis", "lambda_a_zero": [{"x", "y", "branch"}, …], "lambda_g_zero",
+        "crossings", "closest_on_edge_of_chaos", "exponents", "hyperparameters"}."""
+        closest = self.found.closest
+        if closest is not None and self.x_axis is None:
+            closest = {**closest, "x": None}
+        return {
+            "x_axis": self.x_axis,
+            "y_axis": self.y_axis,
+            "lambda_a_zero": self._rows(self.found.lambda_a_zero),
+            "lambda_g_zero": self._rows(self.found.lambda_g_zero),
+            "crossings": self._rows(self.found.crossings),
+            "closest_on_edge_of_chaos": closest,
+            "exponents": self.setting.label,
+            "architecture": self.arch.describe(),
+            "hyperparameters": {**self.arch.scalars(), "n_tokens": self.setting.n_tokens},
+        }
+
+    def _rows(self, curve: CurvePoints) -> list[dict]:
+        return [{"x": (float(cx) if self.x_axis else None), "y": float(cy), "branch": int(b)}
+                for cx, cy, b in zip(curve.x, curve.y, curve.branch)]
+
+
+def critical(
+    y: str = "sigma-w",
+    x: str | None = None,
+    arch: Architecture | str | None = None,
+    *,
+    x_range: tuple[float, float] | None = None,
+    y_range: tuple[float, float] | None = None,
+    points: int = 24,
+    n_tokens: int = 16,
+    depth: int | None = None,
+    q0: float = 1.0,
+    rho0: float = 0.0,
+    **values: Any,
+) -> CriticalReport:
+    """Critical initializations: where λ_a = 0 (edge of chaos), λ_g = 0 (edge of gradient
+    stability) and both, solving for ``y`` at each of ``points`` values of ``x`` (or in the
+    one-parameter slice along ``y`` when ``x`` is "none").
+
+    ``arch``: a preset name, a .json description file or an ``Architecture`` (default: the
+    reference transformer); ``values``: any declared hyperparameter or option (``sigma_b=1``);
+    ``x`` defaults to ``alpha`` for blocks in the paper's residual form and ``branch`` otherwise.
+    ``depth`` L switches to the finite-depth exponents λ^(L) from (q0, ρ0) (the only ones for
+    blocks without a norm fixed point). Raises ``InvalidHyperparameter``.
+    """
+    block = Architecture.load(arch).with_values(**values)
+    x_axis = default_x_axis(block) if x is None else (None if x == "none" else x)
+    y_range = axis_range(y, y_range, 2)
+    x_range = axis_range(x_axis, x_range, points) if x_axis else None
+    setting = settle_definition(block, Setting(n_tokens, depth, q0, rho0), x_axis, x_range, y,
+                                y_range)
+    found = critical_set(block, setting, y, y_range, x_axis, x_range, x_points=points)
+    return CriticalReport(block, setting, x_axis, y, found)
+
+
+def settle_definition(arch: Architecture, setting: Setting, x_axis: str | None,
+                      x_range: tuple[float, float] | None, y_axis: str,
+                      y_range: tuple[float, float]) -> Setting:
+    """``setting``, or, when it asks for asymptotic exponents and the block has no norm fixed
+    point anywhere on a 3 × 3 probe inside the slice (unit residuals), the finite-depth
+    exponents at the architecture's own depth. ``InvalidHyperparameter`` when it has none."""
+    if setting.depth is not None:
+        return setting
+    centres = (np.arange(3) + 0.5) / 3  # inside the slice: its edges may be trivial (b = 0)
+    xs = x_range[0] + centres * (x_range[1] - x_range[0]) if x_axis is not None else [np.nan]
+    ys = y_range[0] + centres * (y_range[1] - y_range[0])
+    probe = field(arch, setting, "lambda_a", x_axis, y_axis)(np.asarray(xs)[None, :],
+                                                           ys[:, None])
+    if np.isfinite(probe).any() or np.isneginf(probe).any():
+        return setting
+    if arch.depth is None:
+        raise InvalidHyperparameter("this block has no norm fixed point in the slice (q grows "
+                                    "without bound), so its exponents are finite-depth ones: "
+                                    "give a depth (--depth L)")
+    return Setting(setting.n_tokens, arch.depth, setting.q0, setting.rho0)
+
+
+def default_x_axis(arch: Architecture) -> str:
+    """``alpha`` for blocks in the paper's residual form, ``branch`` otherwise."""
+    return "alpha" if arch.alpha_form else "branch"
+
+
+def finite_or_none(value: Any) -> float | None:
+    """JSON has no NaN or infinities: they become null."""
+    value = float(value)
+    return value if math.isfinite(value) else None

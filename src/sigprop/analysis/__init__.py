@@ -1,4 +1,4 @@
-"""Does (λ_a, λ_g) at initialization predict the final test loss? (THEORY.md §4, claim 3)
+"""Does (λ_a, λ_g) at initialization predict the final test loss? (docs/theory.md §8)
 
 ``analyze`` turns the finished trials of a sweep into the evidence: the loss at every
 hyperparameter point, cross-validated predictors of the loss from the exponents alone against a
@@ -31,15 +31,25 @@ class Analysis:
     minimum: dict
     regions: pd.DataFrame  # mean loss by region of the phase diagram
     cv_repeats: int  # fold assignments each predictor's R² is averaged over
+    theory: str = "asymptotic"  # which theory exponents: "asymptotic" or "finite depth"
 
 
 def analyze(trials: pd.DataFrame, axes: list[str], depth: int, vocab_size: int,
             cv_repeats: int = REPEATS) -> Analysis:
     """Analyse finished trials of a sweep over ``axes`` (the swept hyperparameter columns of
-    ``trials``); each predictor is cross-validated over ``cv_repeats`` fold assignments."""
+    ``trials``); each predictor is cross-validated over ``cv_repeats`` fold assignments.
+
+    The theory exponents are the asymptotic ones; for blocks without a norm fixed point (NaN
+    asymptotic exponents) the finite-depth ones at the trained depth take their place in the
+    ``lambda_*_theory`` columns, and ``Analysis.theory`` says "finite depth"."""
     outcomes = trial_outcomes(trials, vocab_size)
     if outcomes.empty:
         raise ValueError("no finished trials to analyse")
+    theory = "asymptotic"
+    if outcomes[["lambda_a_theory", "lambda_g_theory"]].isna().any().any():
+        theory = "finite depth"
+        outcomes = outcomes.assign(lambda_a_theory=outcomes["lambda_a_depth_theory"],
+                                   lambda_g_theory=outcomes["lambda_g_depth_theory"])
     outcomes = outcomes.assign(
         depth_lambda_a_theory=depth * outcomes["lambda_a_theory"],
         depth_lambda_g_theory=depth * outcomes["lambda_g_theory"],
@@ -68,7 +78,7 @@ def analyze(trials: pd.DataFrame, axes: list[str], depth: int, vocab_size: int,
             predictors.append(cross_validate(name, model, X, y, groups, features, cv_repeats))
     points = point_outcomes(outcomes, axes)
     return Analysis(axes, depth, outcomes, points, predictors, _minimum(points, axes),
-                    _regions(points, depth), cv_repeats)
+                    _regions(points, depth), cv_repeats, theory)
 
 
 def _minimum(points: pd.DataFrame, axes: list[str]) -> dict:

@@ -3,8 +3,8 @@
 Two smooth models are compared on the same trials:
 
 * ``saturating``: loss = a + b·[1 − (1 − σ_1)(1 − σ_2)], σ_i a logistic step in feature i: two
-  failure modes combined as a noisy OR. THEORY.md §4: at finite depth L what the model sees is the
-  state the maps predict at the last layer, and the loss is step-like in it: tokens collapsed
+  failure modes combined as a noisy OR. At finite depth L what the model sees is the state the
+  maps predict at the last layer (docs/theory.md §8), and the loss is step-like in it: tokens collapsed
   below a threshold (1 − ρ_L ≲ 10⁻³) leave nothing but character frequencies to learn, and
   gradients grown beyond a threshold stall training; either failure is enough. With the
   depth-scaled exponents z = (L·λ_a, L·λ_g) the steps sit at fixed values of those products.

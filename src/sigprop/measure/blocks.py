@@ -20,7 +20,6 @@ Models come from factories ``factory(seed) -> nn.Module`` (``factories.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch

@@ -1,4 +1,4 @@
-"""Tangent dynamics of token differences at the collapsed state (THEORY.md §3, angle exponent).
+"""Tangent dynamics of token differences at the collapsed state (docs/theory.md §4, angle exponent).
 
 At collapse all n tokens equal one vector x_l, which the network carries along on its own:
 x_{l+1} is the common row of block_l(1 x_lᵀ). A small token difference X = 1 x_lᵀ + ε T with

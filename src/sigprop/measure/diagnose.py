@@ -2,7 +2,7 @@
 
 Per layer l = 0..L (l = 0 the hidden states entering block 0), mean ± standard error over seeds:
 
-* q, p, ρ, 1 − ρ of C = X Xᵀ / d (``token_geometry``, THEORY.md §2);
+* q, p, ρ, 1 − ρ of C = X Xᵀ / d (``token_geometry``, docs/theory.md §1);
 * ``effective_rank`` of C: exp of the Shannon entropy of its eigenvalues normalized to sum 1
   (Roy & Vetterli 2007), from 1 (collapsed tokens) to n (orthogonal tokens of equal norm);
 * ``cos_min``, ``cos_max``: the smallest and largest cosine between two distinct tokens;
@@ -48,13 +48,14 @@ from sigprop.measure.blocks import BlockFunction, DiagnoseError, Run, default_ru
 from sigprop.measure.collapse import angle_spread, project_differences
 from sigprop.measure.ensemble import check_seeds, stream_seed
 from sigprop.measure.exponents import Estimate, _estimate
+from sigprop.measure.factories import hf_factory, load_factory
 from sigprop.measure.geometry import simplex_tokens, token_geometry
 from sigprop.measure.trajectory import sphere_probes
 
 LAYER_FIELDS = ("q", "p", "rho", "one_minus_rho", "effective_rank", "cos_min", "cos_max",
                 "log_jac", "log_spread")
 DEEP = 3.0          # |λ| L above this (a factor e³ ≈ 20 over the network) is deep in a regime
-COLLAPSED = 1e-3    # 1 − ρ_L below this: the tokens have collapsed (THEORY.md §4)
+COLLAPSED = 1e-3    # 1 − ρ_L below this: the tokens have collapsed (docs/theory.md §8)
 PRECISION = 1e-12   # |P T| / |T| below this: token differences drown in rounding
 DRIFT = 1e-6        # 1 − ρ of the collapsed state above this: no longer collapsed
 
@@ -126,10 +127,14 @@ class Diagnosis:
 
 
 def diagnose(
-    factory: Callable[[int], nn.Module],
+    model: Callable[[int], nn.Module] | str | None = None,
     *,
+    hf: str | None = None,
+    layers: int = 24,
+    heads: int | None = None,
     n_tokens: int = 16,
-    seeds: Sequence[int] = (0, 1, 2, 3),
+    seeds: int | Sequence[int] = (0, 1, 2, 3),
+    seed: int = 0,
     n_probes: int = 4,
     burn_in: int | None = None,
     width: int | None = None,
@@ -137,13 +142,30 @@ def diagnose(
     run: Run | None = None,
     description: str | None = None,
 ) -> Diagnosis:
-    """Measure the per-layer geometry, Jacobian norm and both exponents of ``factory(seed)``.
+    """Measure the per-layer geometry, Jacobian norm and both exponents of any PyTorch model
+    built of a sequence of blocks, at initialization.
 
-    Each seed builds a fresh model (``torch.manual_seed(seed)`` first, the caller's random state
-    restored after), in float64 and eval mode, and draws its own inputs and probes from
+    ``model``: a factory ``factory(seed) -> nn.Module`` or its name ``"module.path:factory"``;
+    or ``hf``: a Hugging Face family (gpt2, bert, llama) built from its config with ``layers``
+    blocks, width ``width`` (default 256) and ``heads`` heads, randomly initialized, nothing
+    downloaded. ``seeds``: how many seeds (from ``seed``), or the seeds themselves. Each seed
+    builds a fresh model (``torch.manual_seed(seed)`` first, the caller's random state restored
+    after), in float64 and eval mode, and draws its own inputs and probes from
     ``stream_seed(seed, ...)``. ``run`` drives the model (``blocks.default_run`` when None);
-    ``width``, when given, must be the model's hidden size. Raises ``DiagnoseError``.
+    ``width``, when given for your own model, must be its hidden size. Raises
+    ``DiagnoseError``.
     """
+    if (model is None) == (hf is None):
+        raise DiagnoseError("give either a model factory 'module.path:factory' or --hf FAMILY")
+    if hf is not None:
+        factory, run = hf_factory(hf, layers, 256 if width is None else width, heads)
+        width = None  # the Hugging Face model is built at this width
+    else:
+        factory = load_factory(model) if isinstance(model, str) else model
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        _check_count("seeds", seeds, 1)
+        _check_count("seed", seed, 0)
+        seeds = tuple(range(seed, seed + seeds))
     _check_count("n_tokens", n_tokens, 2)
     _check_count("n_probes", n_probes, 1)
     check_seeds(seeds)

@@ -16,7 +16,7 @@ import numpy as np
 from torch import Tensor, nn
 from torch.func import functional_call, jvp, vmap
 
-from sigprop.architecture import Serial
+from sigprop.spec.components import Serial, structure
 from sigprop.models.build import iter_stacked_blocks
 
 
@@ -52,14 +52,14 @@ def stacked_blocks(
     *,
     depth: int,
     width: int,
-    ff_width: int | None,
     seeds: Sequence[int],
 ) -> Iterator[StackedBlock]:
     """The ``depth`` layers of the networks ``build_network(layer_m, ..., seed=seed_m)``.
 
     ``layer`` is one description shared by every seed, or one description per member (paired
-    with ``seeds``): members may differ in every numeric hyperparameter (α is a buffer, the σ's
-    only scale the draws), but not in structure or activation, so that one template serves all.
+    with ``seeds``): members may differ in every numeric hyperparameter (skip and branch
+    weights and κ are buffers, the σ's only scale the draws), but not in structure, so that one
+    template serves all.
     Arguments are validated immediately (``ValueError`` naming the argument).
     """
     check_seeds(seeds)
@@ -67,7 +67,7 @@ def stacked_blocks(
     if len(layers) != len(seeds):
         raise ValueError(f"need one seed per layer description; got {len(seeds)} and {len(layers)}")
     check_same_structure(layers)
-    blocks = iter_stacked_blocks(layers, seeds, depth, width, ff_width)
+    blocks = iter_stacked_blocks(layers, seeds, depth, width)
     return (StackedBlock(block, _tensors(block)) for block in blocks)
 
 
@@ -77,7 +77,6 @@ def member_passes(
     *,
     depth: int,
     width: int,
-    ff_width: int | None,
     batch: int,
     on_layer: Callable[[], None] | None = None,
 ) -> Iterator[tuple[list[int], Iterator[StackedBlock]]]:
@@ -92,7 +91,7 @@ def member_passes(
         chunk = members[start : start + batch]
         chunk_seeds = [seed for _, seed in chunk]
         blocks = stacked_blocks([layer for layer, _ in chunk], depth=depth, width=width,
-                                ff_width=ff_width, seeds=chunk_seeds)
+                                seeds=chunk_seeds)
         yield chunk_seeds, observed(blocks, on_layer)
 
 
@@ -106,21 +105,12 @@ def observed(blocks: Iterator[StackedBlock], on_layer: Callable[[], None] | None
 
 def check_same_structure(layers: Sequence[Serial]) -> None:
     """Descriptions batched together must differ only in numeric hyperparameters."""
-    shapes = {_structure(layer) for layer in layers}
+    shapes = {structure(layer) for layer in layers}
     if len(shapes) > 1:
         raise ValueError(
             "layer descriptions evaluated together must have the same components and "
-            f"activations; got {len(shapes)} different structures"
+            f"structural options (activation, heads, …); got {len(shapes)} different structures"
         )
-
-
-def _structure(component) -> tuple:
-    """Component types and activations, without the numeric hyperparameters."""
-    if isinstance(component, Serial):
-        return tuple(_structure(c) for c in component.components)
-    branch = getattr(component, "branch", None)
-    return (type(component).__name__, getattr(component, "activation", None),
-            getattr(component, "causal", None), _structure(branch) if branch is not None else None)
 
 
 def stream_seed(seed: int, purpose: str) -> int:
@@ -143,5 +133,5 @@ def check_seeds(seeds: Sequence[int]) -> None:
 
 
 def _tensors(block: nn.Module) -> dict[str, Tensor]:
-    """Parameters and buffers (the residual strengths α) of a stacked block, by name."""
+    """Parameters and buffers (residual weights, DyT scales) of a stacked block, by name."""
     return {name: t.detach() for name, t in (*block.named_parameters(), *block.named_buffers())}

@@ -1,4 +1,4 @@
-"""Empirical Lyapunov exponents λ_a and λ_g (THEORY.md §3), mean ± standard error over seeds.
+"""Empirical Lyapunov exponents λ_a and λ_g (docs/theory.md §4), mean ± standard error over seeds.
 
 Both are average per-layer growth rates after ``burn_in`` layers, so that the state has reached
 its attracting geometry (λ_g) or the collapsed norm fixed point q* (λ_a):
@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from sigprop.architecture import Serial
+from sigprop.spec.components import Serial
 from sigprop.measure.collapse import collapsed_log_ratios
 from sigprop.measure.ensemble import member_passes, stream_seed
 from sigprop.measure.geometry import simplex_tokens
@@ -42,7 +42,6 @@ def empirical_lambda_a(
     n_tokens: int,
     seeds: Sequence[int],
     burn_in: int,
-    ff_width: int | None = None,
 ) -> Estimate:
     """Angle exponent: growth rate per layer of 1 − ρ for small token differences at collapse.
 
@@ -51,7 +50,6 @@ def empirical_lambda_a(
     """
     return empirical_lambda_a_points(
         [layer], depth=depth, width=width, n_tokens=n_tokens, seeds=seeds, burn_in=burn_in,
-        ff_width=ff_width,
     )[0]
 
 
@@ -63,7 +61,6 @@ def empirical_lambda_a_points(
     n_tokens: int,
     seeds: Sequence[int],
     burn_in: int,
-    ff_width: int | None = None,
     batch: int = 64,
     on_layer: Callable[[], None] | None = None,
 ) -> list[Estimate]:
@@ -75,7 +72,7 @@ def empirical_lambda_a_points(
         raise ValueError(f"n_tokens must be >= 2 to have token differences; got {n_tokens}")
     per_member = []
     for chunk_seeds, blocks in member_passes(layers, seeds, depth=depth, width=width,
-                                             ff_width=ff_width, batch=batch, on_layer=on_layer):
+                                             batch=batch, on_layer=on_layer):
         x0 = torch.stack([_collapsed_token(width, seed=stream_seed(s, "collapsed")) for s in chunk_seeds])
         t0 = torch.stack([_gaussian(n_tokens, width, seed=stream_seed(s, "difference")) for s in chunk_seeds])
         per_member.append(collapsed_log_ratios(blocks, x0, t0).numpy()[:, burn_in:].mean(axis=1))
@@ -94,7 +91,6 @@ def empirical_lambda_g(
     q0: float = 1.0,
     rho0: float = 0.0,
     n_probes: int = 4,
-    ff_width: int | None = None,
 ) -> Estimate:
     """Gradient exponent: growth rate per layer of log(‖∂X_l/∂X_0‖_F² / (n d)) after burn-in."""
     _check_burn_in(burn_in, depth)
@@ -107,7 +103,6 @@ def empirical_lambda_g(
         rho0=rho0,
         seeds=seeds,
         n_probes=n_probes,
-        ff_width=ff_width,
     )
     return lambda_g_from_log_jac(trajectory.log_jac, burn_in)
 

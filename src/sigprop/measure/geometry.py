@@ -1,4 +1,4 @@
-"""Token geometry (THEORY.md §2): C = X Xᵀ / d, q = mean C_ii, p = mean C_ij (i ≠ j), ρ = p / q."""
+"""Token geometry (docs/theory.md §1): C = X Xᵀ / d, q = mean C_ii, p = mean C_ij (i ≠ j), ρ = p / q."""
 
 from __future__ import annotations
 

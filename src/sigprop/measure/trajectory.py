@@ -1,6 +1,6 @@
 """Per-layer token geometry and end-to-end Jacobian norm of random networks, many seeds at once.
 
-log_jac_l = log(‖∂X_l/∂X_0‖_F² / (n d)) (THEORY.md §3) is estimated with probes v drawn uniformly
+log_jac_l = log(‖∂X_l/∂X_0‖_F² / (n d)) (docs/theory.md §3) is estimated with probes v drawn uniformly
 on the sphere |v|² = n d. Then E[v vᵀ] = I, so E‖J v‖² = ‖J‖_F² exactly (an unbiased
 Hutchinson estimate with a lower variance than Gaussian probes), and log_jac_0 = 0 to rounding.
 The log of the probe mean is a consistent estimate of log_jac (Jensen bias O(1/n_probes)).
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sigprop.architecture import Serial
+from sigprop.spec.components import Serial
 from sigprop.measure.ensemble import StackedBlock, member_passes, stream_seed
 from sigprop.measure.geometry import simplex_tokens, token_geometry
 
@@ -50,9 +50,8 @@ def measure_trajectory(
     rho0: float,
     seeds: Sequence[int],
     n_probes: int = 4,
-    ff_width: int | None = None,
 ) -> Trajectory:
-    """Geometry and log_jac of ``build_network(layer, depth, width, ff_width, seed=s)``.
+    """Geometry and log_jac of ``build_network(layer, depth, width, seed=s)``.
 
     Inputs are ``simplex_tokens(n_tokens, width, q0, rho0)`` (geometry exactly (q0, ρ0)), with
     a random orientation per seed; all seeds are evaluated together. Deterministic given seeds,
@@ -60,7 +59,7 @@ def measure_trajectory(
     """
     points = measure_points(
         [layer], depth=depth, width=width, n_tokens=n_tokens, q0=q0, rho0=rho0, seeds=seeds,
-        n_probes=n_probes, ff_width=ff_width,
+        n_probes=n_probes,
     )
     return Trajectory(**{k: v[0] for k, v in vars(points).items()})
 
@@ -75,7 +74,6 @@ def measure_points(
     rho0: float,
     seeds: Sequence[int],
     n_probes: int = 4,
-    ff_width: int | None = None,
     batch: int = 64,
     on_layer: Callable[[], None] | None = None,
 ) -> Trajectory:
@@ -93,7 +91,7 @@ def measure_points(
         raise ValueError(f"n_probes must be >= 1; got {n_probes}")
     parts = []
     for chunk_seeds, blocks in member_passes(layers, seeds, depth=depth, width=width,
-                                             ff_width=ff_width, batch=batch, on_layer=on_layer):
+                                             batch=batch, on_layer=on_layer):
         x0 = torch.stack(
             [simplex_tokens(n_tokens, width, q0, rho0, seed=stream_seed(s, "input tokens"))
              for s in chunk_seeds]

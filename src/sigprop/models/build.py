@@ -1,11 +1,13 @@
-"""Build PyTorch modules from an architecture description (``sigprop.architecture``).
+"""Build PyTorch modules from an architecture description (``sigprop.spec.components``).
 
 One builder per component type, registered on ``build_component`` (``functools.singledispatch``):
 a new component adds one builder here and one module in ``modules.py``.
 
-Initialization is THEORY.md §1, drawn from one ``torch.Generator`` seeded with ``seed``, block
-after block in the order the components appear, so a network is a deterministic function of
-(description, depth, width, ff_width, seed) and its blocks are independent draws.
+Initialization is docs/theory.md §1, drawn from one ``torch.Generator`` seeded with ``seed``,
+block after block in the order the components appear (within a component in the order of its
+docstring; optional matrices such as W_O and W_3 last), so a network is a deterministic function
+of (description, depth, width, seed) and its blocks are independent draws. The MLP hidden width
+is d_ff = round(ff_ratio · d).
 
 The same builders also draw a *stack* of S networks at once (``iter_stacked_blocks``): every
 parameter and buffer then carries a leading member axis, member m drawn from its own generator
@@ -23,24 +25,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from sigprop.activations import get_activation
-from sigprop.architecture import (
+from sigprop.spec.components import (
     MLP,
     Component,
+    DyT,
     LayerNorm,
     Residual,
+    RMSNorm,
     SelfAttention,
     Serial,
+    find,
     hyperparameter_values,
     map_hyperparameters,
     named_hyperparameters,
     validate,
 )
 from sigprop.models.modules import (
+    DyTModule,
     LayerNormModule,
     MLPModule,
     Network,
     ResidualModule,
+    RMSNormModule,
     SelfAttentionModule,
 )
 
@@ -49,38 +55,33 @@ def build_network(
     layer: Serial,
     depth: int,
     width: int,
-    ff_width: int | None = None,
     *,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
 ) -> Network:
     """``depth`` independently initialized copies of ``layer`` at width d = ``width``.
 
-    ``ff_width`` is the MLP hidden width d_ff (default: ``width``). Raises ``ValueError`` naming
-    the offending argument for a non-positive size or a non-scalar hyperparameter.
+    Raises ``ValueError`` naming the offending argument for a non-positive size, a head count
+    that does not divide the width, or a non-scalar hyperparameter.
     """
-    return Network(list(iter_blocks(layer, depth, width, ff_width, seed=seed, dtype=dtype)))
+    return Network(list(iter_blocks(layer, depth, width, seed=seed, dtype=dtype)))
 
 
 def iter_blocks(
     layer: Serial,
     depth: int,
     width: int,
-    ff_width: int | None = None,
     *,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
 ) -> Iterator[nn.Module]:
-    """The blocks of ``build_network(layer, depth, width, ff_width, seed=seed)``, one at a time.
+    """The blocks of ``build_network(layer, depth, width, seed=seed)``, one at a time.
 
     Yields exactly the same parameters as ``build_network`` without holding all blocks in memory.
     Arguments are validated immediately, not at the first ``next``.
     """
-    _check_sizes(depth, width, ff_width)
-    _check_scalar_fields(layer)
-    validate(layer)
-    context = BuildContext(width, ff_width or width, (torch.Generator().manual_seed(seed),),
-                           dtype, stacked=False)
+    _check_layer(layer, depth, width)
+    context = BuildContext(width, (torch.Generator().manual_seed(seed),), dtype, stacked=False)
     return (build_component(layer, context) for _ in range(depth))
 
 
@@ -89,7 +90,6 @@ def iter_stacked_blocks(
     seeds: Sequence[int],
     depth: int,
     width: int,
-    ff_width: int | None = None,
     *,
     dtype: torch.dtype = torch.float64,
 ) -> Iterator[nn.Module]:
@@ -98,29 +98,31 @@ def iter_stacked_blocks(
     The layers may differ in their numeric hyperparameters only. Each yielded module holds every
     parameter and buffer with a leading axis of size S; slice m is bit-for-bit member m's.
     """
-    _check_sizes(depth, width, ff_width)
     if len(layers) != len(seeds) or not layers:
         raise ValueError(f"need one seed per layer description; got {len(seeds)} and {len(layers)}")
     for layer in layers:
-        _check_scalar_fields(layer)
-        validate(layer)
+        _check_layer(layer, depth, width)
     columns = iter(np.array([hyperparameter_values(layer) for layer in layers], dtype=float).T)
     stacked = map_hyperparameters(layers[0], lambda _: next(columns))
     generators = tuple(torch.Generator().manual_seed(int(s)) for s in seeds)
-    context = BuildContext(width, ff_width or width, generators, dtype, stacked=True)
+    context = BuildContext(width, generators, dtype, stacked=True)
     return (build_component(stacked, context) for _ in range(depth))
+
+
+def ff_width(component: MLP, width: int) -> int:
+    """The MLP hidden width d_ff = round(ff_ratio · d), at least 1."""
+    return max(1, round(component.ff_ratio * width))
 
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What every builder needs: sizes, the random streams (one per member) and the dtype.
+    """What every builder needs: the width, the random streams (one per member) and the dtype.
 
     With ``stacked`` the numeric hyperparameters are arrays over members and every tensor gets
     a leading member axis; otherwise there is one generator and plain shapes.
     """
 
     width: int
-    ff_width: int
     generators: tuple[torch.Generator, ...]
     dtype: torch.dtype
     stacked: bool
@@ -150,41 +152,58 @@ def build_component(component: Component, context: BuildContext) -> nn.Module:
     raise TypeError(f"no PyTorch builder for {type(component).__name__}: {component!r}")
 
 
+@build_component.register(RMSNorm)
+def _(component: RMSNorm, context: BuildContext) -> nn.Module:
+    return RMSNormModule()
+
+
 @build_component.register(LayerNorm)
 def _(component: LayerNorm, context: BuildContext) -> nn.Module:
     return LayerNormModule()
 
 
+@build_component.register(DyT)
+def _(component: DyT, context: BuildContext) -> nn.Module:
+    return DyTModule(context.tensor(component.kappa))
+
+
 @build_component.register(SelfAttention)
 def _(component: SelfAttention, context: BuildContext) -> nn.Module:
-    """W_Q, W_K ~ N(0, σ_A/d) (logit standard deviation σ_A at |y|² = d); W_V ~ N(0, 1/d)."""
+    """W_Q, W_K ~ N(0, σ_A/d) (every head's logits have standard deviation σ_A at |y|² = d);
+    W_V ~ N(0, 1/d); with ``out_proj`` W_O ~ N(0, 1/d)."""
     d = context.width
     sigma_A = np.asarray(component.sigma_A, dtype=float)
+    unit = np.ones_like(sigma_A) / d
     return SelfAttentionModule(
         W_Q=context.gaussian(d, d, variance=sigma_A / d),
         W_K=context.gaussian(d, d, variance=sigma_A / d),
-        W_V=context.gaussian(d, d, variance=np.ones_like(sigma_A) / d),
+        W_V=context.gaussian(d, d, variance=unit),
+        W_O=context.gaussian(d, d, variance=unit) if component.out_proj else None,
+        heads=component.heads,
         causal=component.causal,
     )
 
 
 @build_component.register(MLP)
 def _(component: MLP, context: BuildContext) -> nn.Module:
-    """W_1 ~ N(0, σ_w²/d), b_1 ~ N(0, σ_b²), W_2 ~ N(0, 1/d_ff)."""
-    d, d_ff = context.width, context.ff_width
+    """W_1 ~ N(0, σ_w²/d), b_1 ~ N(0, σ_b²), W_2 ~ N(0, σ_2²/d_ff); gated: W_3 ~ N(0, 1/d)."""
+    d, d_ff = context.width, ff_width(component, context.width)
     sigma_w = np.asarray(component.sigma_w, dtype=float)
     sigma_b = np.asarray(component.sigma_b, dtype=float)
+    sigma_2 = np.asarray(component.sigma_2, dtype=float)
     return MLPModule(
         W_1=context.gaussian(d_ff, d, variance=sigma_w**2 / d),
         b_1=context.gaussian(d_ff, variance=sigma_b**2),
-        W_2=context.gaussian(d, d_ff, variance=np.ones_like(sigma_w) / d_ff),
-        activation=get_activation(component.activation).torch,
+        W_2=context.gaussian(d, d_ff, variance=sigma_2**2 / d_ff),
+        activation=component.activation,
+        W_3=context.gaussian(d_ff, d, variance=np.ones_like(sigma_w) / d) if component.gated else None,
     )
 
 
 @build_component.register(Residual)
 def _(component: Residual, context: BuildContext) -> nn.Module:
-    return ResidualModule(context.tensor(component.alpha), build_component(component.branch, context))
+    return ResidualModule(context.tensor(component.skip), context.tensor(component.scale),
+                          build_component(component.branch, context))
 
 
 @build_component.register(Serial)
@@ -192,11 +211,15 @@ def _(component: Serial, context: BuildContext) -> nn.Module:
     return nn.Sequential(*(build_component(child, context) for child in component.components))
 
 
-def _check_sizes(depth: int, width: int, ff_width: int | None) -> None:
+def _check_layer(layer: Serial, depth: int, width: int) -> None:
+    """Sizes, scalar hyperparameters, ranges, and heads that divide the width."""
     _check_size("depth", depth)
     _check_size("width", width)
-    if ff_width is not None:
-        _check_size("ff_width", ff_width)
+    _check_scalar_fields(layer)
+    validate(layer)
+    for attention in find(layer, SelfAttention):
+        if width % attention.heads:
+            raise ValueError(f"heads must divide the width {width}; got {attention.heads}")
 
 
 def _check_size(name: str, value: int) -> None:

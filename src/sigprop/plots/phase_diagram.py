@@ -14,17 +14,17 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from sigprop.theory.critical import ZERO_TOLERANCE  # noqa: E402
 
-AXIS_LABELS = {
-    "alpha": r"residual strength $\alpha = \alpha_A = \alpha_M$",
-    "alpha-a": r"attention residual strength $\alpha_A$",
-    "alpha-m": r"MLP residual strength $\alpha_M$",
-    "sigma-a": r"attention logit scale $\sigma_A$",
-    "sigma-w": r"MLP weight scale $\sigma_w$",
-    "sigma-b": r"MLP bias scale $\sigma_b$",
-}
 _TITLES = {
     "lambda_a": r"angle exponent $\lambda_a$   (< 0 ordered, > 0 chaotic)",
     "lambda_g": r"gradient exponent $\lambda_g$   (< 0 vanishing, > 0 exploding)",
+}
+_LABELS = {"lambda_a": r"angle exponent $\lambda_a$ per layer",
+           "lambda_g": r"gradient exponent $\lambda_g$ per layer"}
+_DEPTH_LABELS = {"lambda_a": r"angle exponent $\lambda_a^{(L)}$ per layer",
+                 "lambda_g": r"gradient exponent $\lambda_g^{(L)}$ per layer"}
+_DEPTH_TITLES = {
+    "lambda_a": r"angle exponent $\lambda_a^{(L)}$, L = %d   (< 0 ordered, > 0 chaotic)",
+    "lambda_g": r"gradient exponent $\lambda_g^{(L)}$, L = %d   (< 0 vanishing, > 0 exploding)",
 }
 
 
@@ -33,29 +33,37 @@ def plot_phase_diagram(
     y: np.ndarray,
     lambda_a: np.ndarray,
     lambda_g: np.ndarray,
-    x_axis: str,
-    y_axis: str,
+    labels: tuple[str, str],
     crossings: list[tuple[float, float]],
     subtitle: str,
     path: Path,
+    depth: int | None = None,
+    asymptotic: dict[str, np.ndarray] | None = None,
     overlay: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
 ) -> Path:
     """Save a two-panel figure; each panel shows both zero curves (λ_a solid, λ_g dashed).
 
-    ``overlay`` optionally maps "lambda_a"/"lambda_g" to measured (x, y, value) points drawn as
-    circles in the same colour scale.
+    ``labels``: the x and y axis labels. With ``depth`` the exponents are the finite-depth ones
+    λ^(L), and ``asymptotic`` (when given) adds the asymptotic zero curves, dotted. ``overlay``
+    optionally maps "lambda_a"/"lambda_g" to measured (x, y, value) points drawn as circles in
+    the same colour scale. Grid points where an exponent is undefined (NaN: no norm fixed point)
+    are left white.
     """
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 5.0), constrained_layout=True)
     fields = {"lambda_a": lambda_a, "lambda_g": lambda_g}
+    titles = _TITLES if depth is None else {k: v % depth for k, v in _DEPTH_TITLES.items()}
+    bar_labels = _LABELS if depth is None else _DEPTH_LABELS
     for ax, (name, values) in zip(axes, fields.items()):
         low, high = _colour_limits(values)
         norm = TwoSlopeNorm(vmin=low, vcenter=0.0, vmax=high)
         mesh = ax.pcolormesh(x, y, np.clip(values, low, high), cmap="RdBu_r", norm=norm,
                              shading="auto", rasterized=True)
         bar = fig.colorbar(mesh, ax=ax, extend="both")
-        bar.set_label(f"{_TITLES[name].split('(')[0].strip()} per layer")
+        bar.set_label(bar_labels[name])
         for field, style in (("lambda_a", "-"), ("lambda_g", "--")):
-            _zero_contour(ax, x, y, fields[field], style)
+            _zero_contour(ax, x, y, fields[field], style, "black")
+            if asymptotic is not None:
+                _zero_contour(ax, x, y, asymptotic[field], ":", "dimgrey")
         _note_missing_curve(ax, name, values)
         for cx, cy in crossings:
             ax.plot(cx, cy, marker="*", markersize=16, color="gold", markeredgecolor="black")
@@ -63,24 +71,26 @@ def plot_phase_diagram(
             ox, oy, ov = overlay[name]
             ax.scatter(ox, oy, c=np.clip(ov, low, high), cmap="RdBu_r", norm=norm, s=60,
                        edgecolors="black", linewidths=0.8, zorder=5)
-        ax.set_title(_TITLES[name], fontsize=11)
-        ax.set_xlabel(AXIS_LABELS[x_axis])
-        ax.set_ylabel(AXIS_LABELS[y_axis])
+        ax.set_title(titles[name], fontsize=11)
+        ax.set_xlabel(labels[0])
+        ax.set_ylabel(labels[1])
     handles = [
         Line2D([], [], color="black", linestyle="-", label=r"$\lambda_a = 0$ (edge of chaos)"),
         Line2D([], [], color="black", linestyle="--", label=r"$\lambda_g = 0$ (gradient edge)"),
     ]
+    if asymptotic is not None:
+        handles.append(Line2D([], [], color="dimgrey", linestyle=":",
+                              label=r"asymptotic ($L \to \infty$) zero curves"))
     if crossings:
         handles.append(Line2D([], [], marker="*", color="gold", markeredgecolor="black",
                               linestyle="", markersize=14, label="both vanish"))
     if overlay:
         handles.append(Line2D([], [], marker="o", color="grey", markeredgecolor="black",
                               linestyle="", label="measured (simulation)"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.09),
-               frameon=False)
-    fig.suptitle(subtitle, fontsize=11)
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    fig.suptitle(subtitle, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    fig.savefig(path, dpi=150)  # constrained layout: no second, "tight" layout pass
     plt.close(fig)
     return path
 
@@ -97,11 +107,14 @@ def _colour_limits(values: np.ndarray) -> tuple[float, float]:
     return -max(low, 1e-3 * scale), max(high, 1e-3 * scale)
 
 
-def _zero_contour(ax, x: np.ndarray, y: np.ndarray, values: np.ndarray, style: str) -> None:
-    """The λ = 0 curve; cells where λ vanishes identically (α = 0, the identity) are left out."""
-    masked = np.where(np.abs(values) < ZERO_TOLERANCE, np.nan, np.where(np.isfinite(values), values, -1e3))
-    if np.nanmin(masked) < 0 < np.nanmax(masked):
-        ax.contour(x, y, masked, levels=[0.0], colors="black", linestyles=style, linewidths=1.8)
+def _zero_contour(ax, x: np.ndarray, y: np.ndarray, values: np.ndarray, style: str,
+                  colour: str) -> None:
+    """The λ = 0 curve; cells where λ vanishes identically (α = 0, the identity) or is undefined
+    are left out (−∞ counts as negative)."""
+    finite = np.where(np.isneginf(values), -1e3, values)
+    masked = np.where(np.abs(finite) < ZERO_TOLERANCE, np.nan, finite)
+    if np.isfinite(masked).any() and np.nanmin(masked) < 0 < np.nanmax(masked):
+        ax.contour(x, y, masked, levels=[0.0], colors=colour, linestyles=style, linewidths=1.8)
 
 
 def _note_missing_curve(ax, name: str, values: np.ndarray) -> None:

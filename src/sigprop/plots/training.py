@@ -14,8 +14,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from sigprop.analysis.predictors import CrossValidation  # noqa: E402
-from sigprop.hyperparameters import AXIS_OF_KEY  # noqa: E402
-from sigprop.plots.phase_diagram import AXIS_LABELS  # noqa: E402
+from sigprop.spec import axis  # noqa: E402
 
 
 
@@ -51,8 +50,8 @@ def plot_loss_landscape(points: pd.DataFrame, axes: list[str], theory: dict, tit
             markeredgecolor="black", linestyle="")
     ax.set_xlim(theory["x"].min(), theory["x"].max())
     ax.set_ylim(theory["y"].min(), theory["y"].max())
-    ax.set_xlabel(AXIS_LABELS[AXIS_OF_KEY[x_axis]])
-    ax.set_ylabel(AXIS_LABELS[AXIS_OF_KEY[y_axis]])
+    ax.set_xlabel(axis(x_axis).label)
+    ax.set_ylabel(axis(y_axis).label)
     ax.legend(handles=[
         Line2D([], [], color="red", linestyle="-", label=r"theory $\lambda_a = 0$"),
         Line2D([], [], color="red", linestyle="--", label=r"theory $\lambda_g = 0$"),

@@ -1,8 +1,8 @@
 """Layer-to-layer dynamics of the geometry: trajectories, fixed points and Lyapunov exponents.
 
-One layer L maps (q, p) and the tangent (g_d, g_o) as composed in ``maps.propagate``. This module
-iterates it (trajectories), finds its fixed points (the collapsed line ρ = 1 with norm q*, and the
-regular simplex ρ* < 1 of the chaotic phase) and linearizes it there (THEORY.md §3):
+One layer maps (q, p) and the tangent (g_d, g_o) as composed in ``maps.propagate``. This module
+iterates it (trajectories), finds its fixed points (the collapsed line ρ = 1 with norm q*, and
+the regular simplex ρ* < 1 of the chaotic phase) and linearizes it there (docs/theory.md §4):
 
     λ_a = log of the growth factor per layer of 1 − ρ near the collapsed line at q*,
     λ_g = log of the top eigenvalue of the tangent map at the attracting forward state,
@@ -10,7 +10,10 @@ regular simplex ρ* < 1 of the chaotic phase) and linearizes it there (THEORY.md
 
 Near collapse, token differences are a tangent with zero token mean: 1 − ρ = (q − p)/q and
 q − p = g_d − g_o, so λ_a = log(g_d' − g_o') for the tangent (g_d, g_o) = (1, 0) at (q*, q*).
-Every function broadcasts over the hyperparameter arrays held in the layer description.
+The layer map commutes with permutations of the tokens, so at the collapsed state it keeps token
+differences apart from the common mode and g_d − g_o evolves on its own. Both exponents are NaN
+where the norm has no fixed point (``fixed_points``). Every function broadcasts over the
+hyperparameter arrays held in the layer description.
 """
 
 from __future__ import annotations
@@ -19,12 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sigprop.architecture import Serial, hyperparameter_values, map_hyperparameters
+from sigprop.spec.components import Serial
+from sigprop.theory.fixed_points import grid_shape, settle_norm, take
 from sigprop.theory.maps import Geometry, Tangent, propagate
 from sigprop.theory.roots import bracketed_roots
 
-_Q_TOLERANCE = 1e-13
-_MAX_NORM_ITERATIONS = 200
 # 1 − ρ below this counts as collapsed: the map cannot resolve smaller departures in float64.
 COLLAPSE_TOLERANCE = 1e-9
 
@@ -69,33 +71,66 @@ def trajectory(layer: Serial, n_tokens: int, q0, rho0, depth: int) -> Trajectory
     return TrajectoryPrediction(q=q, p=p, rho=p / q, log_jac=np.stack(log_jacs))
 
 
+def collapsed_growth(layer: Serial, n_tokens: int, q0, depth: int) -> np.ndarray:
+    """log of the growth factor of 1 − ρ for small token differences at each layer, along the
+    collapsed trajectory from norm q0: entry l − 1 is log((1 − ρ_l)/(1 − ρ_{l−1})) =
+    log((g_d − g_o)_l / (g_d − g_o)_{l−1}) − log(q_l / q_{l−1}), shape (depth,) + grid shape;
+    −∞ where a branch erases token differences outright. (At a norm fixed point q_l = q_{l−1}
+    and this is λ_a.)"""
+    q = _broadcast(layer, q0)[0]
+    geometry, logs = Geometry(q, q.copy()), []
+    for _ in range(depth):
+        after, tangent = propagate(layer, geometry, _unit_tangent(geometry.q), n_tokens)
+        with np.errstate(divide="ignore"):
+            logs.append(np.log(np.maximum(tangent.g_d - tangent.g_o, 0.0))
+                        - np.log(after.q / geometry.q))
+        geometry = Geometry(after.q, after.q)  # stays on the line (rounding aside)
+    return np.stack(logs) if logs else np.zeros((0,) + q.shape)
+
+
 def collapsed_norm(layer: Serial, n_tokens: int) -> np.ndarray:
-    """q* of the collapsed line: the fixed point of q ↦ q' at ρ = 1."""
-    return norm_fixed_point(layer, n_tokens, np.ones(_grid_shape(layer)))
+    """q* of the collapsed line: the fixed point of q ↦ q' at ρ = 1 (NaN where none)."""
+    return norm_fixed_point(layer, n_tokens, np.ones(grid_shape(layer)))
 
 
-def lambda_a(layer: Serial, n_tokens: int) -> np.ndarray:
+def lambda_a(layer: Serial, n_tokens: int, q_star: np.ndarray | None = None) -> np.ndarray:
     """Angle exponent: log growth per layer of 1 − ρ near the collapsed line at q* (−∞ when a
-    branch with α = 1 erases token differences outright)."""
-    q_star = collapsed_norm(layer, n_tokens)
-    _, tangent = propagate(layer, Geometry(q_star, q_star), _unit_tangent(q_star), n_tokens)
-    with np.errstate(divide="ignore"):
-        return np.log(np.maximum(tangent.g_d - tangent.g_o, 0.0))
+    branch with no skip path erases token differences outright; NaN without a q*).
+    ``q_star``: the collapsed norm if already known."""
+    q_star = collapsed_norm(layer, n_tokens) if q_star is None else q_star
+    settled = np.isfinite(q_star)
+    out = np.full(q_star.shape, np.nan)
+    if settled.any():
+        sub = take(layer, settled)
+        q = q_star[settled]
+        _, tangent = propagate(sub, Geometry(q, q), _unit_tangent(q), n_tokens)
+        with np.errstate(divide="ignore"):
+            out[settled] = np.log(np.maximum(tangent.g_d - tangent.g_o, 0.0))
+    return out
 
 
-def attracting_state(layer: Serial, n_tokens: int, rho0=0.0) -> FixedPoint:
-    """The forward fixed point reached from tokens with cosine ρ0, and λ_g there.
+def attracting_state(layer: Serial, n_tokens: int, rho0=0.0,
+                     q_collapsed: np.ndarray | None = None) -> FixedPoint:
+    """The forward fixed point reached from tokens with cosine ρ0, and λ_g there (NaN where the
+    norm has no fixed point on the collapsed line; ``q_collapsed``: that norm if known).
 
     Reduces the 2-D map to one dimension: for an input cosine ρ the norm relaxes to q*(ρ)
     (``norm_fixed_point``), and R(ρ) = ρ'(q*(ρ), ρ) − ρ. Starting from ρ0, ρ grows while R > 0,
     so the attractor is the first root of R above ρ0 (the collapsed line ρ = 1 if there is
     none).
     """
-    shape = _grid_shape(layer)
-    rho0 = np.broadcast_to(np.asarray(rho0, float), shape).copy()
-    rho = _first_attracting_root(layer, n_tokens, rho0)
-    q = norm_fixed_point(layer, n_tokens, rho)
-    return FixedPoint(q=q, rho=rho, lambda_g=tangent_growth(layer, n_tokens, q, rho))
+    shape = grid_shape(layer)
+    rho0 = np.broadcast_to(np.asarray(rho0, float), shape)
+    q_collapsed = collapsed_norm(layer, n_tokens) if q_collapsed is None else q_collapsed
+    settled = np.broadcast_to(np.isfinite(q_collapsed), shape)
+    q, rho, lambda_g = (np.full(settled.shape, np.nan) for _ in range(3))
+    if settled.any():
+        sub = take(layer, settled)
+        rho[settled] = _first_attracting_root(sub, n_tokens, rho0[settled].copy())
+        q[settled] = norm_fixed_point(sub, n_tokens, rho[settled])
+        lambda_g[settled] = tangent_growth(sub, n_tokens, q[settled], rho[settled])
+    lambda_g[np.isnan(q)] = np.nan  # the forward map found no fixed point at its attractor
+    return FixedPoint(q=q, rho=rho, lambda_g=lambda_g)
 
 
 def tangent_growth(layer: Serial, n_tokens: int, q, rho) -> np.ndarray:
@@ -112,38 +147,7 @@ def tangent_growth(layer: Serial, n_tokens: int, q, rho) -> np.ndarray:
 
 def norm_fixed_point(layer: Serial, n_tokens: int, rho) -> np.ndarray:
     """q*(ρ): fixed point of q ↦ q'(q, ρ), the norm after one layer from the state (q, q ρ)."""
-    return _settle_norm(layer, n_tokens, np.asarray(rho, float))[0]
-
-
-def _settle_norm(layer: Serial, n_tokens: int, rho: np.ndarray) -> tuple[np.ndarray, Geometry]:
-    """q*(ρ) and the geometry one layer after (q*, q* ρ).
-
-    Secant iteration on q' − q from q = 1 and q = 2: exact after one step when the norm map is
-    affine (every architecture whose branches start with LayerNorm), and free of the
-    cancellation that stalls fixed-point iteration when the map is close to the identity.
-    """
-
-    def step(q: np.ndarray) -> Geometry:
-        return propagate(layer, Geometry(q, q * rho), None, n_tokens)[0]
-
-    q_prev, q = np.ones_like(rho), np.full_like(rho, 2.0)
-    r_prev, after = step(q_prev).q - q_prev, step(q)
-    r = after.q - q
-    for _ in range(_MAX_NORM_ITERATIONS):
-        dq = q - q_prev
-        slope = (r - r_prev) / np.where(dq == 0, 1.0, dq)
-        # Keep q where it no longer moves or where q' − q is flat (the identity map: every q is
-        # a fixed point).
-        hold = (dq == 0) | (np.abs(slope) < 1e-300)
-        q_next = np.where(hold, q, q - r / np.where(hold, 1.0, slope))
-        q_next = np.where(q_next > 0, q_next, 0.5 * q)
-        moved = np.abs(q_next - q) > _Q_TOLERANCE * np.maximum(np.abs(q_next), 1.0)
-        q_prev, r_prev = q, r
-        q, after = q_next, step(q_next)
-        r = after.q - q
-        if not np.any(moved):
-            return q, after
-    raise RuntimeError("the norm map did not converge to a fixed point")
+    return settle_norm(layer, n_tokens, np.asarray(rho, float))[0]
 
 
 # Brackets for the attracting root of R: points uniform in log(1 − ρ), about a factor 13 apart.
@@ -180,24 +184,13 @@ def _first_attracting_root(layer: Serial, n_tokens: int, rho0: np.ndarray) -> np
 
 def _cosine_residual(layer: Serial, n_tokens: int, rho: np.ndarray) -> np.ndarray:
     """R(ρ) = ρ' − ρ after one layer from (q*(ρ), q*(ρ) ρ)."""
-    return _settle_norm(layer, n_tokens, rho)[1].rho - rho
-
-
-def take(layer: Serial, mask: np.ndarray) -> Serial:
-    """The description restricted to the grid points where ``mask`` is true (flattened)."""
-    shape = _grid_shape(layer)
-    return map_hyperparameters(layer, lambda v: np.broadcast_to(np.asarray(v, float), shape)[mask])
+    return settle_norm(layer, n_tokens, rho)[1].rho - rho
 
 
 def _unit_tangent(q: np.ndarray) -> Tangent:
     return Tangent(np.ones_like(q), np.zeros_like(q))
 
 
-def _grid_shape(layer: Serial) -> tuple[int, ...]:
-    """Broadcast shape of every numeric hyperparameter in the description."""
-    return np.broadcast_shapes(*(np.shape(v) for v in hyperparameter_values(layer)))
-
-
 def _broadcast(layer: Serial, *arrays) -> list[np.ndarray]:
-    shape = np.broadcast_shapes(_grid_shape(layer), *(np.shape(a) for a in arrays))
+    shape = np.broadcast_shapes(grid_shape(layer), *(np.shape(a) for a in arrays))
     return [np.broadcast_to(np.asarray(a, float), shape).copy() for a in arrays]

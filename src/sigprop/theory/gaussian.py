@@ -1,4 +1,5 @@
-"""Gaussian expectations of an activation φ, the integrals of the MLP map (THEORY.md §2).
+"""Gaussian expectations of an activation φ, the integrals of the MLP and DyT maps
+(docs/theory.md §1–§3).
 
 For h ~ N(0, var) and (h_1, h_2) ~ N(0, [[var, cov], [cov, var]]), correlation c = cov/var:
 
@@ -9,54 +10,76 @@ erf, relu and linear have closed forms (arcsine and arc-cosine kernels). tanh, g
 
 * diagonal: the trapezoid rule in z = h/sqrt(var) on a uniform grid. The integrand is analytic in a
   strip (tanh poles at σz = ±iπ/2, silu at ±iπ; gelu is entire), so the rule converges
-  geometrically once the spacing is small against the strip width / σ, σ = sqrt(var).
-* cross: the Mehler (dual activation) series with normalized Hermite coefficients
-  a_k = E[φ(σz) He_k(z)]/sqrt(k!),  z ~ N(0, 1):
+  geometrically once the spacing is small against the strip width / σ, σ = sqrt(var). Its cost
+  grows like σ, so above var _WINDOWED_DIAGONAL_VAR = 10³ the c = 1 case of the direct path
+  below (nodes only where φ differs from its limit) is used instead: 1000 variances in
+  [10³, 10⁴] take 0.01–0.08 s instead of 0.15–0.23 s (below 10³ the trapezoid is as fast or
+  faster).
+* cross, tabled (``mehler``): the Mehler series Σ_k a_k² c^k of the normalized Hermite
+  coefficients, tabulated in θ = arccos c per variance and read off by interpolation. A table
+  costs var^1.5–2 to build (~0.01 s for tanh at var 4, 4–6 s at 256): it pays only for a
+  variance met at many points.
+* cross, direct (gaussian_pairs, which has the details): with a = |c|, m ~ N(0, a var) and
+  s² = (1 − a) var, h_1 = m + s z_1, h_2 = sign(c) m + s z_2, so
 
-      E[φ(h_1)φ(h_2)]   = Σ_k a_k² c^k,
-      E[φ'(h_1)φ'(h_2)] = (1/var) Σ_k k a_k² c^(k-1)          (Price's theorem).
+      E[f(h_1) f(h_2)] = E_m[F(m) F(sign(c) m)],   F(m) = E_z f(m + s z),   f = φ, φ'.
 
-  The series is cut at the first K where Parseval's identities Σ a_k² = E[φ²] and
-  Σ k a_k² = var E[φ'²] hold to _PARSEVAL_TOL, which bounds the truncation error for all |c| <= 1
-  (tanh needs K ≈ 115 var). Summing thousands of terms per point would be slow, so for each var the
-  series is tabulated on a uniform grid in θ = arccos c, where both moments are smooth, even and
-  2π-periodic, and read off by local Lagrange interpolation; the grid is refined until the
-  interpolation error at the cell midpoints is below _TABLE_TOL. Tables are cached per
-  (activation, var), so a call costs O(points) once its variances have been seen; unseen
-  variances are built together, an octave of σ at a time (tanh: ~0.05 s at var 16, ~0.3 s at
-  var 100, growing like var^1.5).
+  f is split as g + (f − g), g its piecewise-linear limit (sign, relu; 0, step) smoothed at
+  width 1: g's part of the moment is a closed form K (arcsine / arc-cosine kernel at variance
+  var + 1), and with G = E_z g(m + s z) (closed form) and R = F − G, which vanishes beyond
+  |m| = L + 10 s (L = 20 for tanh, 10 gelu, 40 silu),
 
-Against adaptive quadrature (var in [0.01, 100], |c| <= 1) the error is below 1e-11 of the
-Cauchy–Schwarz bound sqrt(E[f²] E[g²]), and below 1e-10 relative wherever the moment is not ~0.
+      E[f(h_1) f(h_2)] = K + E_m[R(m) G(±m) + G(m) R(±m) + R(m) R(±m)].
+
+  Both expectations are trapezoid rules: the inner one in z at spacing min(0.5, _SIGMA_SPACING/s),
+  evaluating f only where |m + s z| <= L (f = its limit beyond, summed from tables of the
+  Gaussian weights' tails); the outer one in m at spacing h_m = max(_SIGMA_SPACING, s/2), with a
+  cap of 0.5 in u = m/sqrt(a var) (1/h_u² = a var/h_m² + 1/0.5²). A point costs ≤ 1.2·10⁴
+  evaluations of φ and φ' at any var: 0.1–0.3 ms in a batch (tanh 0.16 ms, gelu 0.10, silu 0.27
+  at var 10³), 0.3–0.6 ms alone.
+
+Which path: _use_tables, per (activation, var). A cached table is read: from memory, or, for
+calls with few distinct variances, from the on-disk table cache, where every table built is
+stored, so that a new process (a command run again) finds it. Above _TABLE_MAX_VAR = 100, the
+range the tables were validated on and where one already costs ~1700 direct tanh points, the
+direct path is always taken. Below, a variance is integrated directly until the points it has
+been met at, in this call and earlier ones, reach the cost of its table (_table_price, measured),
+and tabulated from then on (rent or buy). A trajectory with one new variance per layer, or a grid
+with one variance per point, thus never builds a table; a map iterated at fixed variances does,
+after its first calls (or at once when each variance comes with enough correlations).
+
+Accuracy, relative to the Cauchy–Schwarz bound sqrt(E[f²] E[g²]) (the diagonal moment). Tables,
+against adaptive quadrature at var in [0.01, 100], |c| <= 1: below 1e-11, and below 1e-10
+relative wherever the moment is not ~0. Direct path: against nested adaptive quadrature (scipy
+quad, conditional on h_1) at var 10³ and 10⁴, c in {±1, ±(1 − 10⁻⁶), −0.5, 0, 0.3, 0.9}, below
+9e-14, which is the reference's own error (an adaptive quad of the split form above agrees to
+6e-16 there); against itself with halved spacings, 1.5 times the windows and |z| <= 12, over var
+in [0.01, 10⁴] × 141 values of c in [−1, 1] (down to ±(1 − 10⁻¹⁵)), below 2e-15, except 7e-14 at
+var 0.01 for gelu and silu (rounding: K and its correction are each ~100 times the moment there);
+against the tables at var 4 and 16, below 1e-11 (the tables' error). Diagonal moments, against
+adaptive quadrature: the trapezoid below 5e-16 up to var 10⁴; the windowed direct path below
+2e-15 from var 1 to 10⁴ (2e-14 at var 0.01, rounding as above).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from functools import lru_cache
-from math import factorial
-from typing import Iterator, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from sigprop.activations import get_activation
+from sigprop.theory import mehler
+from sigprop.theory.gaussian_pairs import pair_moments
 
 _CLOSED_FORMS = ("erf", "relu", "linear")
-# Largest σ·h at which the trapezoid rule for E[f(σz)] is exact to ~1e-16 (measured against
-# adaptive quadrature); set by the distance of the nearest complex singularity of φ.
-_SIGMA_SPACING = {"tanh": 0.2, "silu": 0.4, "gelu": 0.4}
-_MAX_SPACING = 0.5  # resolves the Gaussian weight itself when σ is small
-_Z_MAX = 10.0  # e^{-z²/2} < 2e-22 beyond
-_Z_MAX_HERMITE = 13.0  # the coefficient integrand carries e^{-z²/4} < 6e-19 beyond
-_PARSEVAL_TOL = 1e-12
-_TABLE_TOL = 1e-11
-_STENCIL = 8  # points of the local Lagrange interpolant in θ
 _COV_SLACK = 1e-12  # |cov| may exceed var by this relative rounding
-_GROUP_SIZE = 256  # variances whose Hermite coefficients are computed together
-_BLOCK = 256  # Hermite orders per matrix product
-_MAX_CELLS = 2**16
-_CACHE_SIZE = 1024  # (activation, var) θ-tables kept
+_TABLE_MAX_VAR = 100.0  # no θ-table above (see the module docstring)
+_WINDOWED_DIAGONAL_VAR = 1e3  # diagonal moments by gaussian_pairs above (3–12 times faster)
+_ACCRUED_SIZE = 2**16  # (activation, var) whose direct points are counted
+_TABLE_PRICE = {"tanh": 1.7, "gelu": 0.3, "silu": 0.1}  # see _table_price
+_DISK_LOOKUPS = 1024  # calls with at most this many new variances look for stored tables
 
 
 def diagonal_moments(activation: str, var: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -69,10 +92,15 @@ def diagonal_moments(activation: str, var: ArrayLike) -> tuple[np.ndarray, np.nd
         return var / 2, np.full_like(var, 0.5)
     if activation == "erf":
         return 2 / np.pi * np.arcsin(2 * var / (1 + 2 * var)), 4 / np.pi / np.sqrt(1 + 4 * var)
-    unique, inverse = np.unique(var, return_inverse=True)
+    unique, inverse, _ = _unique(var)
     phi2, dphi2 = np.empty_like(unique), np.empty_like(unique)
-    for group in _groups(np.sqrt(unique)):
-        phi2[group], dphi2[group] = _trapezoid_diagonal(activation, np.sqrt(unique[group]))
+    wide = unique > _WINDOWED_DIAGONAL_VAR
+    if wide.any():
+        phi2[wide], dphi2[wide] = pair_moments(activation, unique[wide], np.ones(wide.sum()))
+    narrow = np.flatnonzero(~wide)
+    for group in mehler.groups(np.sqrt(unique[narrow])):
+        sigma = np.sqrt(unique[narrow[group]])
+        phi2[narrow[group]], dphi2[narrow[group]] = mehler.trapezoid_diagonal(activation, sigma)
     return phi2[inverse].reshape(var.shape), dphi2[inverse].reshape(var.shape)
 
 
@@ -95,42 +123,74 @@ def cross_moments(
     phi, dphi = (np.empty(var.shape) for _ in range(2))
     equal = c == 1.0
     phi[equal], dphi[equal] = diagonal_moments(activation, var[equal])
-    if not np.all(equal):
-        unique, inverse = np.unique(var[~equal], return_inverse=True)
-        bank = _bank(activation, unique.tobytes())
-        inverse = inverse.ravel()
-        values = _interpolate([bank.phi, bank.dphi] if derivative else [bank.phi],
-                              bank.base[inverse], bank.n[inverse], np.arccos(c[~equal]))
-        phi[~equal] = values[0]
+    rest = np.flatnonzero(~equal)
+    v, c = var.ravel()[rest], c.ravel()[rest]
+    unique, inverse, counts = _unique(v)
+    use = _use_tables(activation, unique, counts)
+    tabled = use[inverse]
+    if tabled.any():
+        slot = np.cumsum(use) - 1  # index of a tabled variance among the tabled ones
+        values = mehler.table_moments(activation, unique[use], slot[inverse[tabled]],
+                                      c[tabled], derivative)
+        phi.flat[rest[tabled]] = values[0]
         if derivative:
-            dphi[~equal] = values[1]
+            dphi.flat[rest[tabled]] = values[1]
+    if not tabled.all():
+        values = pair_moments(activation, v[~tabled], c[~tabled], derivative)
+        phi.flat[rest[~tabled]] = values[0]
+        if derivative:
+            dphi.flat[rest[~tabled]] = values[1]
     return phi, (dphi if derivative else None)
 
 
-class _Bank(NamedTuple):
-    """The θ-tables of a set of variances laid end to end: table i starts at base[i], n[i] cells."""
-
-    phi: np.ndarray
-    dphi: np.ndarray
-    base: np.ndarray
-    n: np.ndarray
+def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """np.unique(values) with inverse and counts (flat), remembered for the last arrays seen:
+    a grid's fixed-point iterations ask again and again for the same variances, and sorting
+    them every time would cost more than the rest of the map."""
+    return _unique_of_bytes(np.ascontiguousarray(values, dtype=float).tobytes())
 
 
-@lru_cache(maxsize=8)
-def _bank(activation: str, variances: bytes) -> _Bank:
-    """Concatenated tables for the sorted unique variances (raw float64 bytes, hashable).
+@lru_cache(maxsize=16)
+def _unique_of_bytes(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    found = np.unique(np.frombuffer(data, dtype=float), return_inverse=True, return_counts=True)
+    for array in found:
+        array.flags.writeable = False
+    return found
 
-    A fixed-point solve calls ``cross_moments`` hundreds of times with the same set of
-    variances (one per grid point when σ_b or σ_w sweep a plane): concatenating once per set,
-    not per call, keeps those calls O(points)."""
-    tables = _tables(activation, np.frombuffer(variances, dtype=float))
-    sizes = np.array([t.phi.size for t in tables])
-    return _Bank(
-        phi=np.concatenate([t.phi for t in tables]),
-        dphi=np.concatenate([t.dphi for t in tables]),
-        base=np.cumsum(sizes) - sizes,
-        n=np.array([t.n for t in tables]),
-    )
+
+def _use_tables(activation: str, unique: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Whether each of the ``unique`` variances (met at ``counts`` points) is read off a θ-table
+    (True) or integrated directly (False).
+
+    Rent or buy, per (activation, var): a cached table is used; above _TABLE_MAX_VAR none is
+    built; otherwise the points a variance has been integrated at directly, over this call and
+    earlier ones, accrue in _ACCRUED, and its table is built once they reach _table_price,
+    the build time counted in direct points. As in ski rental, the cost is then within about
+    twice that of the better choice made in hindsight (as far as the price is right), whether a
+    variance comes back (a map iterated at fixed var) or not (one new variance per layer or per
+    grid point)."""
+    use = np.zeros(unique.size, dtype=bool)
+    new = sum(not mehler.has_table(activation, v, False) for v in unique.tolist())
+    look_on_disk = new <= _DISK_LOOKUPS
+    for k, (v, n) in enumerate(zip(unique.tolist(), counts.tolist())):
+        key = (activation, v)
+        if mehler.has_table(activation, v, look_on_disk and v <= _TABLE_MAX_VAR):
+            use[k] = True
+        elif v <= _TABLE_MAX_VAR:
+            accrued = _ACCRUED.pop(key, 0.0) + n
+            use[k] = accrued >= _table_price(activation, v)
+            _ACCRUED[key] = np.inf if use[k] else accrued  # bought: kept even if evicted
+    while len(_ACCRUED) > _ACCRUED_SIZE:
+        _ACCRUED.popitem(last=False)
+    return use
+
+
+def _table_price(activation: str, var: float) -> float:
+    """The build time of one θ-table in direct points (a direct point takes 0.1–0.5 ms):
+    _TABLE_PRICE[activation] var^1.5, at least 8. Measured with 8 tables built together (tanh:
+    7 points at var 1.4, 48 at 5.6, 188 at 22, 895 at 64, 2437 at 128; gelu: 44 at 22, 283 at
+    128; silu: 18 at 22, 85 at 128), within a factor 2 of the fit."""
+    return max(8.0, _TABLE_PRICE[activation] * var**1.5)
 
 
 def _check_var(var: np.ndarray) -> np.ndarray:
@@ -161,170 +221,4 @@ def _closed_form_cross(
     return phi, dphi
 
 
-def _groups(sigma: np.ndarray) -> Iterator[np.ndarray]:
-    """Indices of σ grouped by octave (so one grid fits all), at most _GROUP_SIZE at a time."""
-    octave = np.ceil(np.log2(sigma))
-    for value in np.unique(octave):
-        members = np.flatnonzero(octave == value)
-        yield from np.array_split(members, -(-members.size // _GROUP_SIZE))
-
-
-def _spacing(activation: str, sigma_max: float) -> float:
-    """Trapezoid spacing in z resolving φ(σz) for every σ <= sigma_max."""
-    return min(_MAX_SPACING, _SIGMA_SPACING[activation] / sigma_max)
-
-
-def _trapezoid_diagonal(activation: str, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """E[f(σz)] ≈ h Σ_j f(σ z_j) e^{-z_j²/2}/sqrt(2π), z_j = j h, for f = φ², φ'²."""
-    act = get_activation(activation)
-    h = _spacing(activation, sigma.max())
-    z = h * np.arange(-np.ceil(_Z_MAX / h), np.ceil(_Z_MAX / h) + 1)
-    weight = h * np.exp(-(z**2) / 2) / np.sqrt(2 * np.pi)
-    x = np.outer(sigma, z)
-    return act.numpy(x) ** 2 @ weight, act.derivative(x) ** 2 @ weight
-
-
-def _hermite_squares(
-    activation: str, sigma: np.ndarray, phi2: np.ndarray, dphi2: np.ndarray
-) -> np.ndarray:
-    """a_k² for k < K (shape K × len(σ)), K the first order where both Parseval residuals
-    E[φ²] − Σ a_k² and var E[φ'²] − Σ k a_k² are below _PARSEVAL_TOL of their totals.
-
-    a_k = ∫ [φ(σz) w(z)^½] e_k(z) dz by the trapezoid rule, with w the N(0, 1) density and e_k
-    the Hermite functions of _hermite_functions. The spacing resolves φ(σz) plus the highest
-    frequency, ≈ sqrt(2k), of e_k up to the cap k_max = 200 var + 200 (tanh needs ≈ 115 var).
-    """
-    k_max = int(200 * sigma.max() ** 2 + 200)
-    h = 2 * np.pi / (2 * np.pi / _spacing(activation, sigma.max()) + np.sqrt(2 * k_max))
-    z = h * np.arange(-np.ceil(_Z_MAX_HERMITE / h), np.ceil(_Z_MAX_HERMITE / h) + 1)
-    root_w = np.exp(-(z**2) / 4) / (2 * np.pi) ** 0.25
-    weighted_phi = h * get_activation(activation).numpy(np.outer(z, sigma)) * root_w[:, None]
-    targets = np.stack([phi2, sigma**2 * dphi2])[:, None, :]
-    blocks: list[np.ndarray] = []
-    for rows in _hermite_functions(z):
-        blocks.append((rows @ weighted_phi) ** 2)
-        squares = np.concatenate(blocks)
-        k = np.arange(squares.shape[0])[:, None]
-        sums = np.stack([np.cumsum(squares, axis=0), np.cumsum(k * squares, axis=0)])
-        done = np.all(np.abs(targets - sums) <= _PARSEVAL_TOL * targets, axis=(0, 2))
-        if done.any():
-            return squares[: np.argmax(done) + 1]
-        if squares.shape[0] >= k_max:
-            raise RuntimeError(f"Hermite series of {activation} did not converge at var {sigma**2}")
-
-
-def _hermite_functions(z: np.ndarray) -> Iterator[np.ndarray]:
-    """Blocks of _BLOCK rows of e_k(z) = He_k(z) w(z)^½ / sqrt(k!), k = 0, 1, 2, …, from the
-    stable recurrence e_{k+1} = (z e_k − sqrt(k) e_{k−1})/sqrt(k+1), e_0 = w^½."""
-    e_prev, e_k, k = np.zeros_like(z), np.exp(-(z**2) / 4) / (2 * np.pi) ** 0.25, 0
-    while True:
-        rows = np.empty((_BLOCK, z.size))
-        for row in rows:
-            row[:] = e_k
-            e_prev, e_k = e_k, (z * e_k - np.sqrt(k) * e_prev) / np.sqrt(k + 1)
-            k += 1
-        yield rows
-
-
-class _Table(NamedTuple):
-    """Both cross moments at θ_j = jπ/n, j = −P … n + P (P = _STENCIL/2 ghost nodes, which the
-    evenness and 2π-periodicity of cos θ_j fill in by themselves)."""
-
-    phi: np.ndarray
-    dphi: np.ndarray
-    n: int
-
-
-_CACHE: OrderedDict[tuple[str, float], _Table] = OrderedDict()
-
-
-def _tables(activation: str, variances: np.ndarray) -> list[_Table]:
-    """The cached θ-tables for each variance, building the missing ones together."""
-    keys = [(activation, float(v)) for v in variances]
-    missing = [key for key in keys if key not in _CACHE]
-    new = dict(zip(missing, _build_tables(activation, np.array([v for _, v in missing]))))
-    tables = [new[key] if key in new else _CACHE[key] for key in keys]
-    for key, table in zip(keys, tables):
-        _CACHE[key] = table
-        _CACHE.move_to_end(key)
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return tables
-
-
-def _build_tables(activation: str, variances: np.ndarray) -> list[_Table]:
-    """θ-tables of the Mehler series, one per variance, computed group by group."""
-    tables: dict[int, _Table] = {}
-    sigma = np.sqrt(variances)
-    for group in _groups(sigma):
-        phi2, dphi2 = _trapezoid_diagonal(activation, sigma[group])
-        squares = _hermite_squares(activation, sigma[group], phi2, dphi2)
-        tables.update(zip(group, _theta_tables(squares, variances[group], phi2, dphi2)))
-    return [tables[i] for i in range(variances.size)]
-
-
-def _theta_tables(
-    squares: np.ndarray, var: np.ndarray, phi2: np.ndarray, dphi2: np.ndarray
-) -> list[_Table]:
-    """Tabulate Σ a_k² c^k and (1/var) Σ k a_k² c^(k−1) at c = cos θ_j, doubling the number n of
-    cells (from ≈ 16σ) until interpolation at every cell midpoint is within _TABLE_TOL of the
-    series, relative to the diagonal moments (the Cauchy–Schwarz bound)."""
-    m, k = var.size, np.arange(squares.shape[0])[:, None]
-    dphi_coef = np.vstack([(k * squares)[1:] / var, np.zeros((1, m))])
-    coef = np.hstack([squares, dphi_coef])  # column i < m: φφ of var[i]; m + i: φ'φ'
-    scale = np.concatenate([phi2, dphi2])[:, None]
-    pad = _STENCIL // 2
-    n = 2 ** int(max(5, np.ceil(np.log2(16 * np.sqrt(var.max())))))
-    while n <= _MAX_CELLS:
-        theta = np.pi / n * np.arange(-pad, n + pad + 1)
-        mid = np.pi / n * (np.arange(n) + 0.5)
-        values = _power_series(np.cos(np.concatenate([theta, mid])), coef)
-        table, exact = values[:, : theta.size], values[:, theta.size :]
-        base = np.repeat(np.arange(2 * m) * theta.size, n)
-        (got,) = _interpolate([table.ravel()], base, n, np.tile(mid, 2 * m))
-        if np.all(np.abs(got.reshape(2 * m, n) - exact) <= _TABLE_TOL * scale):
-            return [_Table(table[i], table[m + i], n) for i in range(m)]
-        n *= 2
-    raise RuntimeError(f"θ-table did not reach its tolerance with {_MAX_CELLS} cells")
-
-
-def _power_series(c: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    """Σ_k coef[k, j] c_i^k for every column j and point i, shape (columns, points): one matrix
-    product with the powers c^k (|c| ≤ 1, so the powers stay bounded)."""
-    powers = np.empty((c.size, coef.shape[0]))
-    powers[:, 0] = 1.0
-    if coef.shape[0] > 1:
-        powers[:, 1:] = c[:, None]
-        np.cumprod(powers[:, 1:], axis=1, out=powers[:, 1:])
-    return (powers @ coef).T
-
-
-def _interpolate(
-    tables: list[np.ndarray], base: np.ndarray, n: ArrayLike, theta: np.ndarray
-) -> list[np.ndarray]:
-    """Local Lagrange interpolation in θ: each of tables concatenates θ-tables, and point i reads
-    the one starting at base[i] with n[i] cells, on the _STENCIL nodes around θ_i."""
-    t = theta * n / np.pi
-    start = np.minimum(np.floor(t), np.asarray(n) - 1).astype(int) - _STENCIL // 2 + 1
-    index = np.arange(_STENCIL)[:, None] + (base + start + _STENCIL // 2)
-    weights = _lagrange_weights(t - start)
-    return [np.sum(weights * table[index], axis=0) for table in tables]
-
-
-_LAGRANGE_DENOMINATORS = np.array(  # Π_{j≠m} (m − j)
-    [(-1) ** (_STENCIL - 1 - m) * factorial(m) * factorial(_STENCIL - 1 - m)
-     for m in range(_STENCIL)],
-    dtype=float,
-)[:, None]
-
-
-def _lagrange_weights(s: np.ndarray) -> np.ndarray:
-    """ℓ_m(s) = Π_{j≠m} (s − j)/(m − j) for nodes j = 0 … _STENCIL−1, shape (_STENCIL, points):
-    prefix times suffix products (no division by s − j, so s may sit on a node), one row at a
-    time so that every operation runs over contiguous points."""
-    diff = s[None, :] - np.arange(_STENCIL, dtype=float)[:, None]
-    prefix, suffix = np.ones_like(diff), np.ones_like(diff)
-    for m in range(1, _STENCIL):
-        np.multiply(prefix[m - 1], diff[m - 1], out=prefix[m])
-        np.multiply(suffix[_STENCIL - m], diff[_STENCIL - m], out=suffix[_STENCIL - m - 1])
-    return prefix * suffix / _LAGRANGE_DENOMINATORS
+_ACCRUED: OrderedDict[tuple[str, float], float] = OrderedDict()

@@ -1,11 +1,12 @@
 """Wide-limit maps of each architecture component on the token and tangent geometry.
 
-State (THEORY.md §2): the permutation-symmetric Gram matrix C = X Xᵀ / d with C_ii = q,
-C_ij = p (i ≠ j), cosine ρ = p / q. Tangent (THEORY.md §3): a perturbation T = J v of an
+State (docs/theory.md §1): the permutation-symmetric Gram matrix C = X Xᵀ / d with C_ii = q,
+C_ij = p (i ≠ j), cosine ρ = p / q. Tangent (docs/theory.md §3): a perturbation T = J v of an
 isotropic input probe v, with geometry G = T Tᵀ / d, G_ii = g_d, G_ij = g_o; then
-log(‖∂X_l/∂X_0‖_F² / (n d)) = log g_d at layer l. In the wide limit T stays orthogonal to X, so
-every cross term between state and tangent, and between a skip path and its zero-mean branch,
-averages to zero.
+log(‖∂X_l/∂X_0‖_F² / (n d)) = log g_d at layer l. In the wide limit T stays orthogonal to X (T
+is odd in v, X even), so every cross term between state and tangent, and between a skip path
+and its zero-mean branch, averages to zero. The entries of the stream are Gaussian across
+features with covariance C, which is what elementwise maps (MLP, DyT) need.
 
 ``propagate(component, geometry, tangent, n_tokens)`` returns the geometry and tangent after the
 component. The tangent map is linear in the tangent; a tangent of None propagates the geometry
@@ -20,7 +21,7 @@ from functools import singledispatch
 
 import numpy as np
 
-from sigprop.architecture import MLP, LayerNorm, Residual, SelfAttention, Serial
+from sigprop.spec.components import MLP, DyT, LayerNorm, Residual, RMSNorm, SelfAttention, Serial
 from sigprop.theory.attention import attention_moments
 from sigprop.theory.gaussian import cross_moments, diagonal_moments
 
@@ -46,7 +47,8 @@ class Tangent:
 
 
 def mix(weight_skip: np.ndarray, a, weight_branch: np.ndarray, b):
-    """(1 − α²) a + α² b for Geometry or Tangent pairs: a residual sum with zero cross terms."""
+    """weight_skip · a + weight_branch · b for Geometry or Tangent pairs: a residual sum with
+    zero cross terms (the weights are the squares of the skip and branch multipliers)."""
     cls = type(a)
     return cls(*(weight_skip * x + weight_branch * y for x, y in zip(_fields(a), _fields(b))))
 
@@ -66,24 +68,42 @@ def _(component: Serial, geometry: Geometry, tangent: Tangent, n_tokens: int):
 
 @propagate.register
 def _(component: Residual, geometry: Geometry, tangent: Tangent, n_tokens: int):
-    """(q, p) ← (1 − α²)(q, p) + α² (q_f, p_f); the tangent mixes the same way."""
+    """(q, p) ← a² (q, p) + b² (q_f, p_f); the tangent mixes the same way."""
     branch_geometry, branch_tangent = propagate(component.branch, geometry, tangent, n_tokens)
-    a2 = np.asarray(component.alpha, float) ** 2
-    mixed = mix(1.0 - a2, geometry, a2, branch_geometry)
-    return mixed, None if tangent is None else mix(1.0 - a2, tangent, a2, branch_tangent)
+    a2 = np.asarray(component.skip, float) ** 2
+    b2 = np.asarray(component.scale, float) ** 2
+    mixed = mix(a2, geometry, b2, branch_geometry)
+    return mixed, None if tangent is None else mix(a2, tangent, b2, branch_tangent)
 
 
-@propagate.register
-def _(component: LayerNorm, geometry: Geometry, tangent: Tangent, n_tokens: int):
-    """LN maps (q, p) to (1, ρ); a tangent orthogonal to the tokens is only rescaled by 1/q."""
+@propagate.register(RMSNorm)
+@propagate.register(LayerNorm)
+def _(component, geometry: Geometry, tangent: Tangent, n_tokens: int):
+    """N maps (q, p) to (1, ρ); a tangent orthogonal to the tokens is only rescaled by 1/q.
+
+    The mean-centred LayerNorm removes each token's component along (1, …, 1)/sqrt(d), which
+    holds a share O(1/d) of the token: in the wide limit both norms have the same map."""
     q = geometry.q
     normalized = Geometry(np.ones_like(q), geometry.rho)
     return normalized, None if tangent is None else Tangent(tangent.g_d / q, tangent.g_o / q)
 
 
 @propagate.register
+def _(component: DyT, geometry: Geometry, tangent: Tangent, n_tokens: int):
+    """DyT(x) = tanh(κ x) on entries u = κ x, Gaussian with Var u = κ² q, Cov = κ² p:
+    q' = E tanh(u)², p' = E tanh(u_1) tanh(u_2); the tangent T' = κ tanh'(u) ⊙ T has
+    g_d ← κ² E[tanh'(u)²] g_d and g_o ← κ² E[tanh'(u_1) tanh'(u_2)] g_o (T independent of u)."""
+    kappa2 = np.asarray(component.kappa, float) ** 2
+    return _elementwise("tanh", kappa2 * geometry.q, kappa2 * geometry.p, kappa2, tangent)
+
+
+@propagate.register
 def _(component: SelfAttention, geometry: Geometry, tangent: Tangent, n_tokens: int):
-    """Random softmax attention with logit scale σ = σ_A q (THEORY.md §2, §3).
+    """Random softmax attention with logit scale σ = σ_A q (docs/theory.md §1, §3).
+
+    Heads and the output map do not change the map: each of the H heads has logits with the
+    same law, and its value block of width d/H has Gram C; the output Gram is the mean of the
+    heads' A_h C A_hᵀ, and W_O (entries N(0, 1/d)) keeps Gram matrices as they are.
 
     Forward: C_out = E[A C Aᵀ] gives q_A = q (ρ + (1 − ρ) S_2), p_A = q (ρ + (1 − ρ) S_11).
     Value path: A G Aᵀ gives g_d ← g_o + (g_d − g_o) S_2, g_o ← g_o + (g_d − g_o) S_11.
@@ -116,21 +136,46 @@ def _(component: SelfAttention, geometry: Geometry, tangent: Tangent, n_tokens: 
 
 @propagate.register
 def _(component: MLP, geometry: Geometry, tangent: Tangent, n_tokens: int):
-    """MLP(y) = W_2 φ(W_1 y + b_1) on pre-activations h with Var h = σ_w² q + σ_b²,
-    Cov(h_1, h_2) = σ_w² p + σ_b² (THEORY.md §2):  q_M = E φ(h)², p_M = E φ(h_1) φ(h_2);
-    tangent g_d ← σ_w² E[φ'(h)²] g_d, g_o ← σ_w² E[φ'(h_1) φ'(h_2)] g_o  (χ_M(1), χ_M(ρ)).
+    """MLP(y) = W_2 φ(h), h = W_1 y + b_1, with Var h = σ_w² q + σ_b², Cov(h_1, h_2) = σ_w² p + σ_b²:
+    q_M = σ_2² E φ(h)², p_M = σ_2² E φ(h_1) φ(h_2); tangent g_d ← σ_2² σ_w² E[φ'(h)²] g_d,
+    g_o ← σ_2² σ_w² E[φ'(h_1) φ'(h_2)] g_o, because W_1 t is independent of W_1 y when t ⊥ y.
+
+    Gated, W_2 (φ(h) ⊙ g) with g = W_3 y independent of h (Var g = q, Cov = p): the second
+    moments factorize, q_M = σ_2² q E φ(h)², p_M = σ_2² p E φ(h_1)φ(h_2), and the tangent
+    δ(φ(h) ⊙ g) = φ'(h) δh ⊙ g + φ(h) ⊙ δg (independent terms) gives
+    g_d ← σ_2² (σ_w² E[φ'²] q + E φ²) g_d, g_o ← σ_2² (σ_w² E[φ'φ'] p + E φφ) g_o.
     """
     sigma_w2 = np.asarray(component.sigma_w, float) ** 2
+    sigma_22 = np.asarray(component.sigma_2, float) ** 2
     sigma_b2 = np.asarray(component.sigma_b, float) ** 2
     var = sigma_w2 * geometry.q + sigma_b2
     cov = sigma_w2 * geometry.p + sigma_b2
-    q_M, slope_diag = diagonal_moments(component.activation, var)
-    p_M, slope_cross = cross_moments(component.activation, var, np.minimum(cov, var),
-                                     derivative=tangent is not None)
-    output = Geometry(*np.broadcast_arrays(q_M, p_M))
+    if not component.gated:
+        return _elementwise(component.activation, var, cov, sigma_w2, tangent, sigma_22)
+    hidden, slopes = _elementwise(component.activation, var, cov, sigma_w2, tangent)
+    output = Geometry(sigma_22 * geometry.q * hidden.q, sigma_22 * geometry.p * hidden.p)
     if tangent is None:
         return output, None
-    return output, Tangent(sigma_w2 * slope_diag * tangent.g_d, sigma_w2 * slope_cross * tangent.g_o)
+    return output, Tangent(sigma_22 * (slopes.g_d * geometry.q + hidden.q * tangent.g_d),
+                           sigma_22 * (slopes.g_o * geometry.p + hidden.p * tangent.g_o))
+
+
+def _elementwise(activation: str, var, cov, gain2, tangent: Tangent | None, scale2=1.0):
+    """scale² · (E φ(u)², E φ(u_1)φ(u_2)) for Gaussian entries u (variance ``var``, covariance
+    ``cov``), and the tangent multiplied by scale² · gain² · (E φ'(u)², E φ'(u_1)φ'(u_2)).
+    Undefined (NaN) states stay NaN: a map beyond the theory's range says so downstream."""
+    var, cov = np.broadcast_arrays(np.asarray(var, float), np.minimum(cov, var))
+    phi2, slope_diag, phi_cross, slope_cross = (np.full(var.shape, np.nan) for _ in range(4))
+    ok = np.isfinite(var) & np.isfinite(cov)
+    phi2[ok], slope_diag[ok] = diagonal_moments(activation, var[ok])
+    phi_cross[ok], cross_slope = cross_moments(activation, var[ok], cov[ok],
+                                               derivative=tangent is not None)
+    output = Geometry(scale2 * phi2, scale2 * phi_cross)
+    if tangent is None:
+        return output, None
+    slope_cross[ok] = cross_slope
+    return output, Tangent(scale2 * gain2 * slope_diag * tangent.g_d,
+                           scale2 * gain2 * slope_cross * tangent.g_o)
 
 
 def _fields(x) -> tuple[np.ndarray, np.ndarray]:

@@ -1,11 +1,12 @@
 """The exponents of a trained config at initialization, from the theory and measured on the LM.
 
-THEORY.md's maps are for bidirectional attention; the LM is causal. So each config gets both:
+The wide-limit maps are for bidirectional attention; the LM is causal. So each config gets both:
 
-* theory (bidirectional reference layer, wide limit, n tokens): λ_a and λ_g
-  (``compute_exponents``), and the state the maps predict at the trained depth L from q0 = 1,
-  ρ0 = 0 (the LM's embedding gives |x|² ≈ d and nearly orthogonal characters):
-  log(1 − ρ_L) and log_jac_L = log(‖∂X_L/∂X_0‖_F² / (n d)) (``trajectory``, THEORY.md §4);
+* theory (the config's block made bidirectional, wide limit, n tokens): the asymptotic λ_a and
+  λ_g (``compute_exponents``; NaN for blocks without a norm fixed point), the finite-depth
+  λ_a^(L), λ_g^(L) at the trained depth L from q0 = 1, ρ0 = 0 (the LM's embedding gives
+  |x|² ≈ d and nearly orthogonal characters), and the state the maps predict at layer L:
+  log(1 − ρ_L) and log_jac_L = log(‖∂X_L/∂X_0‖_F² / (n d)) (docs/theory.md §6);
 * measured on the causal layers at the trained width (``sigprop.measure``, every config and
   seed one member of a vmapped ensemble): λ_a over layers L..2L of a 2L-layer network after the
   norm has settled, λ_g from log_jac over the second half of an L-layer network (the
@@ -18,11 +19,11 @@ from collections import defaultdict
 
 import numpy as np
 
-from sigprop.architecture import reference_layer
 from sigprop.measure import empirical_lambda_a_points, lambda_g_from_log_jac, measure_points
-from sigprop.theory.dynamics import trajectory
+from sigprop.spec import HYPERPARAMETERS
+from sigprop.theory.depth import depth_profile
 from sigprop.theory.exponents import compute_exponents
-from sigprop.train.model import lm_layer, reference_point
+from sigprop.train.model import lm_architecture, lm_layer
 from sigprop.train.trainer import TrainSettings
 
 PROBES = 2
@@ -38,24 +39,24 @@ def exponents_at_init(
     """Theory and measured exponents of each config (the seed of a config is not used: the
     measurement averages networks of seeds 0..seeds−1, the same for every config).
 
-    ``width`` (default ``settings.width``) is the width of the measured networks; d_ff keeps
-    its ratio to d. Returns per config: lambda_a_theory, lambda_g_theory, log_gap_L_theory,
-    log_jac_L_theory; lambda_a_measured, lambda_g_measured and their standard errors
-    (``_se``, over seeds; NaN for one seed); log_gap_L_measured, log_jac_L_measured (means over
-    seeds). λ_a is −∞ where α_A = 1 (theory) or where token differences vanished (measured).
+    ``width`` (default ``settings.width``) is the width of the measured networks. Returns per
+    config: lambda_a_theory, lambda_g_theory (asymptotic), lambda_a_depth_theory,
+    lambda_g_depth_theory (at the trained depth), log_gap_L_theory, log_jac_L_theory;
+    lambda_a_measured, lambda_g_measured and their standard errors (``_se``, over seeds; NaN
+    for one seed); log_gap_L_measured, log_jac_L_measured (means over seeds). λ_a is −∞ where a
+    branch has no skip path (theory) or where token differences vanished (measured).
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be an integer >= 1; got {seeds!r}")
     width = settings.width if width is None else width
-    ff_width = None if settings.ff_width is None else max(1, round(settings.ff_width * width / settings.width))
-    by_activation: dict[str, list[int]] = defaultdict(list)
+    by_structure: dict[tuple, list[int]] = defaultdict(list)
     for index, config in enumerate(configs):
-        by_activation[reference_point(config).activation].append(index)
+        by_structure[lm_architecture(config).structure].append(index)
     results: list[dict] = [{} for _ in configs]
-    for indices in by_activation.values():
+    for indices in by_structure.values():
         group = [configs[i] for i in indices]
         theory = _theory(group, settings.depth, n_tokens)
-        measured = _measured(group, settings.depth, width, ff_width, n_tokens, list(range(seeds)))
+        measured = _measured(group, settings.depth, width, n_tokens, list(range(seeds)))
         for j, index in enumerate(indices):
             results[index] = {**{k: float(v[j]) for k, v in theory.items()},
                               **{k: float(v[j]) for k, v in measured.items()}}
@@ -63,33 +64,33 @@ def exponents_at_init(
 
 
 def _theory(configs: list[dict], depth: int, n_tokens: int) -> dict[str, np.ndarray]:
-    """Wide-limit theory of the bidirectional layer, all configs as one broadcast grid."""
-    points = [reference_point(c) for c in configs]
-    columns = {name: np.array([getattr(p, name) for p in points], dtype=float)
-               for name in ("alpha_A", "alpha_M", "sigma_A", "sigma_w", "sigma_b")}
-    layer = reference_layer(**columns, activation=points[0].activation)
+    """Wide-limit theory of the bidirectional block, all configs as one broadcast grid."""
+    blocks = [lm_architecture(c) for c in configs]
+    columns = {h.name: np.array([b[h.name] for b in blocks], dtype=float) for h in HYPERPARAMETERS}
+    layer = blocks[0].with_values(**columns, causal=False).theory_layer()
     exponents = compute_exponents(layer, n_tokens)
-    path = trajectory(layer, n_tokens, 1.0, 0.0, depth)
+    profile = depth_profile(layer, n_tokens, depth, 1.0, 0.0)
     with np.errstate(divide="ignore"):
-        log_gap = np.log(np.maximum(1.0 - path.rho[-1], 0.0))
+        log_gap = np.log(np.maximum(1.0 - profile.rho[-1], 0.0))
     return {
         "lambda_a_theory": exponents.lambda_a,
         "lambda_g_theory": exponents.lambda_g,
+        "lambda_a_depth_theory": profile.lambda_a,
+        "lambda_g_depth_theory": profile.lambda_g,
         "log_gap_L_theory": log_gap,
-        "log_jac_L_theory": path.log_jac[-1],
+        "log_jac_L_theory": profile.log_jac[-1],
     }
 
 
-def _measured(
-    configs: list[dict], depth: int, width: int, ff_width: int | None, n_tokens: int, seeds: list[int]
-) -> dict[str, np.ndarray]:
+def _measured(configs: list[dict], depth: int, width: int, n_tokens: int, seeds: list[int]
+              ) -> dict[str, np.ndarray]:
     """Measured on the causal layers the LM is built from (``lm_layer``)."""
     layers = [lm_layer(c) for c in configs]
-    path = measure_points(layers, depth=depth, width=width, ff_width=ff_width, n_tokens=n_tokens,
+    path = measure_points(layers, depth=depth, width=width, n_tokens=n_tokens,
                           q0=1.0, rho0=0.0, seeds=seeds, n_probes=PROBES)
     burn_in = depth // 2 if depth > 1 else 0
     gradient = [lambda_g_from_log_jac(log_jac, burn_in) for log_jac in path.log_jac]
-    angle = empirical_lambda_a_points(layers, depth=2 * depth, width=width, ff_width=ff_width,
+    angle = empirical_lambda_a_points(layers, depth=2 * depth, width=width,
                                       n_tokens=n_tokens, seeds=seeds, burn_in=depth)
     with np.errstate(divide="ignore"):
         log_gap = np.log(path.one_minus_rho[:, :, -1]).mean(axis=1)

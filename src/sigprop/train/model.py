@@ -1,15 +1,17 @@
-"""The reference transformer as a causal character language model (THEORY.md §4).
+"""Any declared block as a causal character language model (docs/theory.md §8).
 
-    tokens → embedding E → L causal reference layers (THEORY.md §1) → LN → readout R → logits
+    tokens → embedding E → L causal layers of the block → RMSNorm → readout R → logits
 
 * E ∈ R^{V×d}, entries N(0, 1): every input token has |x|² ≈ d, i.e. q0 ≈ 1, where the theory's
   trajectories start (``exponents_at_init`` predicts from q0 = 1, ρ0 = 0). Tokens of different
   characters are nearly orthogonal (ρ ≈ 0); repeats of one character are identical (ρ = 1), so a
   window's mean cosine is about Σ_c f_c² (character frequencies f_c), a few hundredths for text.
-* The layers are built by ``sigprop.models`` from ``reference_layer(..., causal=True)``: the same
-  description, initialization and modules as every other part of sigprop.
-* LN is sigprop's LayerNorm without gain, R ∈ R^{d×V} has entries N(0, 1/d), so the logits of the
-  untrained model have unit variance and its loss is near log V.
+* The layers are built by ``sigprop.models`` from the config's block (``lm_architecture``,
+  always causal): the same description, initialization and modules as every other part of
+  sigprop. A config holds declared names (``sigprop.spec``): missing ones take the reference
+  transformer's defaults, so {"alpha": 0.5, "sigma_w": 1} is the reference block.
+* The final norm is sigprop's RMSNorm without gain, R ∈ R^{d×V} has entries N(0, 1/d), so the
+  logits of the untrained model have unit variance and its loss is near log V.
 * No positional embedding. Causal attention alone tells positions apart (token i averages over
   i tokens; causal LMs without positional encodings learn position this way: Haviv et al.,
   "Transformer Language Models without Positional Encodings Still Learn Positional
@@ -33,14 +35,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from sigprop.architecture import Serial, reference_layer
-from sigprop.hyperparameters import ReferencePoint
 from sigprop.measure.ensemble import check_same_structure, stream_seed
-from sigprop.models import LayerNormModule
+from sigprop.models import RMSNormModule
 from sigprop.models.build import iter_blocks, iter_stacked_blocks
+from sigprop.spec import ALIASES, HYPERPARAMETERS, OPTIONS, Architecture, Serial
 
-HYPERPARAMETERS = ("alpha_A", "alpha_M", "sigma_A", "sigma_w", "sigma_b", "activation")
-CONFIG_KEYS = ("alpha", *HYPERPARAMETERS, "seed")
+# The keys of a config that set the initialization of one LM: every declared hyperparameter,
+# alias and structural option, and the initialization seed.
+CONFIG_KEYS = (*(d.name for d in (*HYPERPARAMETERS, *ALIASES, *OPTIONS)), "seed")
 
 
 class CausalLM(nn.Module):
@@ -54,7 +56,7 @@ class CausalLM(nn.Module):
         super().__init__()
         self.embedding = nn.Parameter(embedding)
         self.blocks = nn.ModuleList(blocks)
-        self.norm = LayerNormModule()
+        self.norm = RMSNormModule()
         self.readout = nn.Parameter(readout)
 
     def forward(self, tokens: Tensor) -> Tensor:
@@ -69,32 +71,23 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
-def lm_layer(point: dict) -> Serial:
-    """The causal reference layer of a config dict (keys of ``CONFIG_KEYS``; "alpha" sets α_A =
-    α_M; missing hyperparameters take the ``ReferencePoint`` defaults; "seed" is ignored here).
+def lm_layer(config: dict) -> Serial:
+    """The causal layer of a config dict (``lm_architecture``; "seed" is ignored here)."""
+    return lm_architecture(config).layer()
 
-    Raises ``InvalidHyperparameter`` (a ``ValueError``) naming a value out of range, and
-    ``ValueError`` for an unknown key.
+
+def lm_architecture(config: dict) -> Architecture:
+    """The block of a config dict: its declared values over the reference defaults, causal.
+
+    Raises ``InvalidHyperparameter`` (a ``ValueError``) naming a value out of range or two keys
+    that set one hyperparameter ("alpha" and "alpha_M"), and ``ValueError`` for an unknown key.
     """
-    p = reference_point(point)
-    return reference_layer(p.alpha_A, p.alpha_M, p.sigma_A, p.sigma_w, p.sigma_b, p.activation,
-                           causal=True)
-
-
-def reference_point(config: dict) -> ReferencePoint:
-    """The hyperparameters of a config dict as a ``ReferencePoint`` (validated as in ``lm_layer``)."""
     unknown = sorted(set(config) - set(CONFIG_KEYS))
     if unknown:
-        raise ValueError(f"config keys must be among {', '.join(CONFIG_KEYS)}; got {unknown}")
-    fields = {key: config[key] for key in HYPERPARAMETERS if key in config}
-    if "alpha" in config:
-        both = [key for key in ("alpha_A", "alpha_M") if key in config]
-        if both:
-            raise ValueError(f"config sets both alpha and {both[0]}; alpha sets alpha_A = alpha_M")
-        fields["alpha_A"] = fields["alpha_M"] = config["alpha"]
-    point = ReferencePoint(**fields)
-    point.layer()  # validates every range
-    return point
+        raise ValueError(f"config keys must be declared hyperparameters or options (or seed); "
+                         f"got {unknown}")
+    values = {k: v for k, v in config.items() if k not in ("seed", "causal")}
+    return Architecture("lm").with_values(**values).with_values(causal=True)
 
 
 def config_seed(config: dict) -> int:
@@ -113,12 +106,11 @@ def build_lm(
     *,
     depth: int,
     width: int,
-    ff_width: int | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> CausalLM:
     """One causal LM, initialized from the config's hyperparameters and seed."""
     seed = config_seed(config)
-    blocks = list(iter_blocks(lm_layer(config), depth, width, ff_width, seed=seed, dtype=dtype))
+    blocks = list(iter_blocks(lm_layer(config), depth, width, seed=seed, dtype=dtype))
     embedding, readout = _embedding_and_readout([seed], vocab_size, width, dtype)
     return CausalLM(embedding[0], blocks, readout[0])
 
@@ -129,21 +121,17 @@ def build_stacked_lm(
     *,
     depth: int,
     width: int,
-    ff_width: int | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> CausalLM:
     """The S = len(configs) models ``build_lm(configs[m], ...)`` with every parameter and buffer
     stacked along a leading member axis (slice m is bit-for-bit member m's).
 
-    The configs must share their activation (one template serves all members).
+    The configs must share their structural options (one template serves all members).
     """
     layers = [lm_layer(config) for config in configs]
     seeds = [config_seed(config) for config in configs]
-    if len({reference_point(c).activation for c in configs}) > 1:
-        raise ValueError("configs trained together must share their activation; group them by "
-                         "activation and train each group separately")
     check_same_structure(layers)
-    blocks = list(iter_stacked_blocks(layers, seeds, depth, width, ff_width, dtype=dtype))
+    blocks = list(iter_stacked_blocks(layers, seeds, depth, width, dtype=dtype))
     embedding, readout = _embedding_and_readout(seeds, vocab_size, width, dtype)
     return CausalLM(embedding, blocks, readout)
 

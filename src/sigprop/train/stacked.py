@@ -111,14 +111,11 @@ class StackedRun:
 
 
 @functools.lru_cache(maxsize=None)
-def template_lm(
-    activation: str, vocab_size: int, depth: int, width: int, ff_width: int | None,
-    dtype: torch.dtype,
-) -> CausalLM:
-    """A single-member LM of this architecture (one per process: the compiled step is keyed on
-    it); its own weights are never used."""
-    return build_lm({"activation": activation}, vocab_size, depth=depth, width=width,
-                    ff_width=ff_width, dtype=dtype)
+def template_lm(structure: tuple, vocab_size: int, depth: int, width: int,
+                dtype: torch.dtype) -> CausalLM:
+    """A single-member LM with the structural options ``structure`` (``Architecture.structure``;
+    one per process: the compiled step is keyed on it); its own weights are never used."""
+    return build_lm(dict(structure), vocab_size, depth=depth, width=width, dtype=dtype)
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,4 +1,4 @@
-"""Train many causal LMs together for a fixed budget of Adam steps (THEORY.md §4).
+"""Train many causal LMs together for a fixed budget of Adam steps (docs/theory.md §8).
 
 The configs are split into groups of ``members_per_pass``; each group is one stacked model
 trained through ``vmap`` (``stacked.py``). Every step, each group takes one Adam step on the same
@@ -8,7 +8,7 @@ config gets exactly the losses it would get alone (``tests/test_train.py``).
 
 Why groups rather than one stack of all S members: the step is bound by its many small
 matrix products and by memory traffic. A stack of 4 members keeps each activation tensor
-(4 · B · T · d floats = 2 MB at the THEORY.md §4 scale) near the cache; stacks of 16 or 32 ran
+(4 · B · T · d floats = 2 MB at the reproduction's scale) near the cache; stacks of 16 or 32 ran
 10–20 % slower per model-step here, and eager stacks of 8+ slower than a plain loop.
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from sigprop.data import Batches, CharCorpus, evaluation_windows
-from sigprop.train.model import build_stacked_lm, reference_point
+from sigprop.train.model import build_stacked_lm, lm_architecture
 from sigprop.train.stacked import StackedRun, template_lm
 
 CURVE_POINTS = 20
@@ -31,9 +31,10 @@ TRAIN_LOSS_SHARE = 0.1  # train_loss is the mean over this last share of the ste
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """What every config of a sweep shares: sizes, data and optimizer (THEORY.md §4 scale).
+    """What every config of a sweep shares: sizes, data and optimizer (the reproduction's scale:
+    d = 64, depth 16, context 64, batch 32, 400 Adam steps).
 
-    ``ff_width`` None means d_ff = d. ``eval_windows``: how many non-overlapping context
+    The MLP hidden width follows each block's ``ff_ratio``. ``eval_windows``: how many non-overlapping context
     windows of the validation and of the test split are evaluated at the end (None: all).
     ``seed`` sets the data order only; each config's "seed" sets its initialization.
     ``compile``: run the stacked step through ``torch.compile`` (fuses the elementwise work:
@@ -45,7 +46,6 @@ class TrainSettings:
 
     depth: int = 16
     width: int = 64
-    ff_width: int | None = None
     context: int = 64
     batch: int = 32
     steps: int = 400
@@ -59,9 +59,8 @@ class TrainSettings:
     def __post_init__(self) -> None:
         for name in ("depth", "width", "context", "batch", "steps", "members_per_pass"):
             _check_positive_int(name, getattr(self, name))
-        for name in ("ff_width", "eval_windows"):
-            if getattr(self, name) is not None:
-                _check_positive_int(name, getattr(self, name))
+        if self.eval_windows is not None:
+            _check_positive_int("eval_windows", self.eval_windows)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0; got {self.lr!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -80,7 +79,7 @@ def train_together(
     ``settings.steps`` Adam steps on ``corpus.train``.
 
     ``configs``: dicts of hyperparameters (``sigprop.train.model.CONFIG_KEYS``) and "seed"; all
-    must share the activation (``ValueError`` otherwise: group them first). ``on_step(step,
+    must share the block's structural options (``ValueError`` otherwise: group them first). ``on_step(step,
     losses)`` is called after every step with the configs' training losses (NaN once frozen).
     A diverging config never raises. Returns, per config in order::
 
@@ -95,10 +94,9 @@ def train_together(
     """
     if not configs:
         return []
-    activation = _shared_activation(configs)
-    sizes = dict(depth=settings.depth, width=settings.width, ff_width=settings.ff_width,
-                 dtype=settings.dtype)
-    template = template_lm(activation, corpus.vocab_size, **sizes)
+    structure = _shared_structure(configs)
+    sizes = dict(depth=settings.depth, width=settings.width, dtype=settings.dtype)
+    template = template_lm(structure, corpus.vocab_size, **sizes)
     groups = [configs[i : i + settings.members_per_pass]
               for i in range(0, len(configs), settings.members_per_pass)]
     runs = [StackedRun(build_stacked_lm(group, corpus.vocab_size, **sizes), template,
@@ -158,12 +156,13 @@ def _loss_curve(curve: np.ndarray) -> list[tuple[int, float]]:
     return points
 
 
-def _shared_activation(configs: list[dict]) -> str:
-    activations = sorted({reference_point(config).activation for config in configs})
-    if len(activations) > 1:
-        raise ValueError(f"configs trained together must share their activation; got "
-                         f"{', '.join(activations)}: group them by activation first")
-    return activations[0]
+def _shared_structure(configs: list[dict]) -> tuple:
+    structures = {lm_architecture(config).structure for config in configs}
+    if len(structures) > 1:
+        raise ValueError(f"configs trained together must share their structural options "
+                         f"(activation, heads, norm, …); got {len(structures)} different ones: "
+                         "group them first")
+    return structures.pop()
 
 
 def _check_positive_int(name: str, value) -> None:

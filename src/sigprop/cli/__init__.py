@@ -1,0 +1,12 @@
+"""Command line: ``sigprop exponents | trajectory | phase-diagram | critical | simulate |
+diagnose | sweep | analyze | reproduce``.
+
+``app`` holds the commands, registered by the modules ``theory``, ``measure`` and ``train``;
+``main`` is the entry point. Hyperparameter and option flags come from the declarations
+(``options``).
+"""
+
+from sigprop.cli.app import app, main
+from sigprop.cli import measure, theory, train  # noqa: F401  (they register the commands)
+
+__all__ = ["app", "main"]

@@ -1,0 +1,155 @@
+"""Measurement commands: simulate (random networks of a block against the theory) and
+diagnose (any PyTorch model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from sigprop.cli.app import app, console, user_errors
+from sigprop.cli.options import (
+    JsonFlag,
+    NTokens,
+    Probes,
+    Q0,
+    Rho0,
+    Seed,
+    Seeds,
+    Width,
+    architecture_options,
+    fmt,
+    progress,
+    signed,
+)
+from sigprop.spec import Architecture, InvalidHyperparameter
+
+
+@app.command()
+@user_errors
+@architecture_options(multiple=True)
+def simulate(
+    arch: Optional[str],
+    values: dict[str, Any],
+    depth: Annotated[Optional[int], typer.Option("--depth", help="Layers of the simulated "
+                                                 "networks (default: the architecture's, else "
+                                                 "24).")] = None,
+    width: Width = 256,
+    seeds: Seeds = 4,
+    seed: Seed = 0,
+    n_probes: Probes = 2,
+    q0: Q0 = 1.0,
+    rho0: Rho0 = 0.0,
+    n_tokens: NTokens = 16,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default results/simulate).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Simulate random networks of a block and compare them with the theory.
+
+    Draws q_l, ρ_l and log‖J_l‖² against layer and prints the measured exponents next to the
+    theory. Repeating a hyperparameter flag adds points (all combinations)."""
+    from sigprop.simulation import points_of, simulate as run_simulation
+
+    points = len(points_of(Architecture.load(arch), values))
+    if as_json and points != 1:
+        raise InvalidHyperparameter(f"--json needs exactly one hyperparameter point; got {points}")
+    passes = -(-points * seeds // 64)
+    layers = depth if depth is not None else (Architecture.load(arch).depth or 24)
+    bar, step = progress(passes * 3 * layers, "simulating")
+    with bar:
+        report = run_simulation(arch, depth=depth, width=width, seeds=seeds, seed=seed,
+                                n_probes=n_probes, q0=q0, rho0=rho0, n_tokens=n_tokens,
+                                on_layer=step, **values)
+    if as_json:
+        print(json.dumps(report.to_json()))
+        if out is None:
+            return
+    files = report.write(out or Path("results/simulate"))
+    if as_json:
+        return
+    settings = report.settings
+    summary = Table(title="exponents: simulation (mean ± s.e.) vs theory (same layers; L → ∞)")
+    for column in ("point", "λ_a measured", "λ_a theory", f"λ_g measured (l > {settings.burn_in})",
+                   "λ_g theory"):
+        summary.add_column(column, justify="right")
+    for label, m, t in zip(report.labels(), report.measured, report.theory):
+        summary.add_row(label, f"{m.lambda_a.mean:+.4f} ± {m.lambda_a.stderr:.4f}",
+                        _window(t, "lambda_a"), f"{m.lambda_g.mean:+.4f} ± {m.lambda_g.stderr:.4f}",
+                        _window(t, "lambda_g"))
+    console.print(summary)
+    console.print("wrote " + ", ".join(str(f) for f in files))
+
+
+def _window(theory: dict | None, name: str) -> str:
+    """'+0.1234; +0.1200' (theory over the measured layers; asymptotic) or '—'."""
+    if theory is None:
+        return "— (causal)"
+    return f"{signed(theory[f'{name}_window'])}; {signed(theory[name])}"
+
+
+@app.command()
+@user_errors
+def diagnose(
+    factory: Annotated[Optional[str], typer.Argument(
+        help="Your model as 'module.path:factory' (a function returning an nn.Module, "
+             "called with seed= if it accepts it).")] = None,
+    hf: Annotated[Optional[str], typer.Option(help="Hugging Face family built from a config "
+                                              "(random init, nothing downloaded): gpt2, bert, llama.")] = None,
+    layers: Annotated[int, typer.Option(help="Depth of the --hf model.")] = 24,
+    width: Annotated[Optional[int], typer.Option(help="Width d of the --hf model; for your model, "
+                                                  "its expected hidden size (checked).")] = None,
+    heads: Annotated[Optional[int], typer.Option(help="Attention heads of the --hf model "
+                                                  "(default width // 64).")] = None,
+    blocks: Annotated[Optional[str], typer.Option(help="Dotted path of the block list "
+                                                   "(found automatically if omitted).")] = None,
+    n_tokens: NTokens = 16,
+    seeds: Seeds = 4,
+    seed: Seed = 0,
+    n_probes: Probes = 4,
+    burn_in: Annotated[Optional[int], typer.Option(help="Layers skipped before the exponents "
+                                                    "are averaged (default L // 2).")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Save the per-layer figure here (PNG).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Diagnose any PyTorch model at initialization (Hugging Face or your own).
+
+    Per-layer geometry and Jacobian norm, the exponents λ_a and λ_g, and a plain verdict on its
+    phase and gradients."""
+    import contextlib
+
+    import torch
+
+    from sigprop.measure.diagnose import diagnose as run_diagnosis
+    from sigprop.measure.diagnose import verdict
+    from sigprop.plots.diagnose import plot_diagnosis
+
+    torch.set_num_threads(1)  # small per-token kernels: threads only add overhead
+    with console.status("diagnosing…") if not as_json else contextlib.nullcontext():
+        result = run_diagnosis(factory, hf=hf, layers=layers, heads=heads, width=width,
+                               n_tokens=n_tokens, seeds=seeds, seed=seed, n_probes=n_probes,
+                               burn_in=burn_in, block_path=blocks)
+    if plot is not None:
+        plot_diagnosis(result, plot)
+    if as_json:
+        print(json.dumps(result.to_json()))
+        return
+    table = Table(title=f"{result.description}: {result.depth} blocks at '{result.block_path}', "
+                        f"width {result.width}, n = {result.n_tokens}")
+    for column in ("l", "q", "ρ", "1 − ρ", "min cos", "max cos", "eff. rank", "log ‖J‖²/(nd)"):
+        table.add_column(column, justify="right")
+    for row in result.to_json()["layers"]:
+        table.add_row(str(row["l"]), *(fmt(row[k], f) for k, f in (
+            ("q", ".3f"), ("rho", ".4f"), ("one_minus_rho", ".2e"), ("cos_min", ".3f"),
+            ("cos_max", ".3f"), ("effective_rank", ".2f"), ("log_jac", "+.3f"))))
+    console.print(table)
+    console.print(f"λ_a = {result.lambda_a.mean:+.4f} ± {result.lambda_a.stderr:.4f}  "
+                  f"({result.phase}),  λ_g = {result.lambda_g.mean:+.4f} ± "
+                  f"{result.lambda_g.stderr:.4f}  ({result.gradients} gradients)")
+    console.print(verdict(result))
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    if plot is not None:
+        console.print(f"wrote {plot}")

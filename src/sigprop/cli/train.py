@@ -1,0 +1,128 @@
+"""Training commands: sweep, analyze, reproduce."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from sigprop.cli.app import app, console, user_errors
+from sigprop.cli.options import architecture_options
+from sigprop.spec import InvalidHyperparameter
+
+
+@app.command()
+@user_errors
+@architecture_options()
+def sweep(
+    arch: Optional[str],
+    values: dict[str, Any],
+    grid: Annotated[Optional[list[str]], typer.Option("--grid", help="A swept setting, NAME=v1,v2,… "
+                                            "(any numeric hyperparameter or alias, or seed); "
+                                            "repeat for more. The sweep is their product.")] = None,
+    sample: Annotated[Optional[list[str]], typer.Option("--sample", help="A range to search, "
+                                              "NAME=LOW:HIGH (names as --grid but seed); repeat "
+                                              "for more. --samples quasi-random points of the box "
+                                              "are crossed with the --grid product.")] = None,
+    samples: Annotated[int, typer.Option(help="Points drawn in the --sample box (scrambled "
+                                         "Halton sequence).")] = 0,
+    sample_seed: Annotated[int, typer.Option(help="Seed of the --sample points.")] = 0,
+    storage: Annotated[Optional[str], typer.Option(help="Study database: a SQLite path or URL, or "
+                                                   "postgresql://… to share one sweep between "
+                                                   "machines (default OUT/sweep.sqlite).")] = None,
+    study: Annotated[str, typer.Option(help="Study name (one study per grid and settings).")] = "sweep",
+    out: Annotated[Path, typer.Option(help="Folder for the default SQLite database.")] = Path("results/sweep"),
+    workers: Annotated[int, typer.Option(help="Local worker processes (one torch thread each).")] = 2,
+    batch_size: Annotated[int, typer.Option(help="Configurations a worker trains together.")] = 8,
+    depth: Annotated[Optional[int], typer.Option("--depth", help="Layers of the trained LMs "
+                                                 "(default: the architecture's, else 16).")] = None,
+    width: Annotated[int, typer.Option(help="Width d of the trained LMs.")] = 64,
+    context: Annotated[int, typer.Option(help="Context length in characters.")] = 64,
+    batch: Annotated[int, typer.Option(help="Sequences per Adam step.")] = 32,
+    steps: Annotated[int, typer.Option(help="Adam steps per configuration.")] = 400,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    data: Annotated[str, typer.Option(help="shakespeare, or copy (a fast synthetic task).")] = "shakespeare",
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the "
+                                          "training step (faster after a one-off ~30–60 s).")] = True,
+) -> None:
+    """Train a grid, or a quasi-random search, of initializations as causal character LMs
+    (an Optuna study).
+
+    Each configuration is a trial. Rerunning the same command resumes: finished trials are kept,
+    interrupted ones rerun."""
+    from sigprop.experiment import sweep_spec
+    from sigprop.sweep import normalize_storage, run_sweep
+
+    spec = sweep_spec(arch, values, grid or [], sample or [], samples, sample_seed, depth=depth,
+                      width=width, context=context, batch=batch, steps=steps, lr=lr, data=data,
+                      compile=compile)
+    url = normalize_storage(storage, out / "sweep.sqlite")
+    console.print(f"sweep '{study}': {len(spec.configurations())} configurations in {url}")
+    run_sweep(url, study, spec, "sigprop.experiment:make_evaluate", workers=workers,
+              batch_size=batch_size)
+    console.print(f"done; analyse with: sigprop analyze --storage '{url}' --study {study}")
+
+
+@app.command()
+@user_errors
+def analyze(
+    storage: Annotated[Optional[str], typer.Option(help="Study database (default OUT/../sweep.sqlite "
+                                                   "of `sigprop sweep`).")] = None,
+    study: Annotated[str, typer.Option(help="Study name.")] = "sweep",
+    out: Annotated[Path, typer.Option(help="Output folder for figures and tables.")] = Path("results/analysis"),
+    x: Annotated[Optional[str], typer.Option(help="Horizontal axis of the loss landscape (default: "
+                                             "the study's order).")] = None,
+    y: Annotated[Optional[str], typer.Option(help="Vertical axis of the loss landscape.")] = None,
+    cv_repeats: Annotated[int, typer.Option(help="Random fold assignments each predictor's "
+                                            "cross-validated R² is averaged over.")] = 10,
+) -> None:
+    """Analyse a sweep: does (λ_a, λ_g) at initialization predict the test loss?
+
+    Loss against (λ_a, λ_g), cross-validated predictors of the loss from the exponents against
+    the raw swept hyperparameters, and, when two hyperparameters were swept, the test loss over
+    them with the theory's zero curves."""
+    from sigprop.reproduce import analyze_study
+    from sigprop.sweep import normalize_storage
+
+    url = normalize_storage(storage, Path("results/sweep/sweep.sqlite"))
+    result, figures = analyze_study(url, study, out, x, y, cv_repeats)
+    table = Table(title=f"{len(result.trials)} finished trials: cross-validated R² of the test loss "
+                        f"(mean ± sd over {result.cv_repeats} fold assignments)")
+    table.add_column("predictor")
+    table.add_column("R²", justify="right")
+    for cv in result.predictors:
+        table.add_row(cv.name, f"{cv.r2:.3f} ± {cv.r2_sd:.3f}")
+    console.print(table)
+    console.print(result.regions.to_string(index=False))
+    low = result.minimum["lowest_loss"]
+    console.print(f"lowest loss {low['loss']:.3f} at "
+                  + ", ".join(f"{a} = {low[a]:g}" for a in result.axes)
+                  + f" (λ_a = {low['lambda_a']:+.3f}, λ_g = {low['lambda_g']:+.3f})")
+    for path in figures.values():
+        console.print(f"wrote {path}")
+
+
+@app.command()
+@user_errors
+def reproduce(
+    scale: Annotated[str, typer.Option(help="small (about 15 minutes on 2 CPU cores) or paper.")] = "small",
+    arch: Annotated[Optional[str], typer.Option("--arch", help="The block to reproduce with (a "
+                                                "preset or .json file; default reference).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder (report.md, figures, the sweep database).")] = Path("results/reproduce"),
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes for the sweep.")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Sweep database (default OUT/sweep.sqlite).")] = None,
+) -> None:
+    """Reproduce the paper end to end into OUT/report.md (the main job).
+
+    Theory phase diagrams, theory against simulation, a training sweep and its analysis.
+    Rerunning resumes the sweep."""
+    from sigprop.reproduce import SCALES, reproduce as run_reproduction
+
+    if scale not in SCALES:
+        raise InvalidHyperparameter(f"scale must be one of {', '.join(SCALES)}; got {scale!r}")
+    start = time.perf_counter()
+    report = run_reproduction(out, SCALES[scale], storage, workers, log=console.print, arch=arch)
+    console.print(f"report: {report}  ({(time.perf_counter() - start) / 60:.1f} min)")

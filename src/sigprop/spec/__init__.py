@@ -1,0 +1,62 @@
+"""The one description: declared hyperparameters and options, presets, and the components a
+layer is built of.
+
+* ``declarations`` — every hyperparameter and option, declared once (name, symbol, range,
+  default, where it goes);
+* ``Architecture`` — a preset or description file with values overridden; ``.layer()`` gives the
+  component description that both the theory and the PyTorch builder read;
+* ``components`` — RMSNorm, LayerNorm, DyT, SelfAttention, MLP, Residual, Serial.
+"""
+
+from sigprop.spec.architecture import Architecture, depth_or, reference_layer
+from sigprop.spec.components import (
+    MLP,
+    DyT,
+    LayerNorm,
+    Residual,
+    RMSNorm,
+    SelfAttention,
+    Serial,
+    validate,
+)
+from sigprop.spec.declarations import (
+    ALIASES,
+    HYPERPARAMETERS,
+    OPTIONS,
+    SETTINGS,
+    Hyperparameter,
+    Option,
+    axis,
+    canonical_names,
+    declaration,
+)
+from sigprop.spec.errors import InvalidHyperparameter, NotCovered
+from sigprop.spec.expressions import DepthFormula
+from sigprop.spec.presets import PRESETS
+
+__all__ = [
+    "ALIASES",
+    "Architecture",
+    "DepthFormula",
+    "DyT",
+    "HYPERPARAMETERS",
+    "Hyperparameter",
+    "InvalidHyperparameter",
+    "LayerNorm",
+    "MLP",
+    "NotCovered",
+    "OPTIONS",
+    "Option",
+    "PRESETS",
+    "RMSNorm",
+    "Residual",
+    "SETTINGS",
+    "SelfAttention",
+    "Serial",
+    "axis",
+    "canonical_names",
+    "declaration",
+    "depth_or",
+    "reference_layer",
+    "validate",
+]

@@ -1,0 +1,297 @@
+"""``Architecture``: one transformer block, its structure and initialization, from declared values.
+
+An architecture is a preset (``reference``, ``pre-ln``, ``post-ln``, ``gpt2``, ``llama``,
+``bert``) or a description file, with any declared value overridden. Its ``layer()`` is the
+component description (``sigprop.spec.components``) that the theory and the PyTorch builder
+both read; the block recipe here is the only place that knows how the options compose:
+
+    pre-norm:   X ← a_A X + b_A SA(N X),      X ← a_M X + b_M MLP(N X)
+    post-norm:  X ← N(a_A X + b_A SA(X)),     X ← N(a_M X + b_M MLP(X))
+    no norm:    X ← a_A X + b_A SA(X),        X ← a_M X + b_M MLP(X)
+
+Description file (``--arch FILE.json``): a JSON object whose keys are declared names (dashes or
+underscores), plus optionally "preset" (the starting point, default "reference"), "name" and
+"depth" (the depth it describes; it resolves formulas in L). Numeric values may be formulas in
+L given as strings. Example::
+
+    {"preset": "gpt2", "name": "GPT-2, wider MLP", "ff_ratio": 8, "sigma_w": 0.8,
+     "branch_m": "0.5/sqrt(L)"}
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from sigprop.spec.components import (
+    MLP,
+    DyT,
+    LayerNorm,
+    Residual,
+    RMSNorm,
+    SelfAttention,
+    Serial,
+)
+from sigprop.spec.declarations import (
+    HYPERPARAMETERS,
+    INPUTS,
+    OPTIONS,
+    Hyperparameter,
+    declaration,
+)
+from sigprop.spec.errors import InvalidHyperparameter, NotCovered
+from sigprop.spec.expressions import DepthFormula
+from sigprop.spec.presets import PRESETS
+
+FILE_KEYS = ("preset", "name", "depth")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A block's options and hyperparameters by declared name (``values``), its ``name`` and
+    the ``depth`` it describes (None: any depth; needed to resolve formulas in L).
+
+    Numeric values are numbers, numpy arrays (one architecture then stands for a grid) or
+    ``DepthFormula``. Build one with ``Architecture.load``; change it with ``with_values``.
+    """
+
+    name: str = "reference"
+    values: Mapping[str, Any] = field(default_factory=dict)
+    depth: int | None = None
+
+    def __post_init__(self) -> None:
+        missing = [d.name for d in (*HYPERPARAMETERS, *OPTIONS) if d.name not in self.values]
+        if missing:
+            defaults = {d.name: d.default for d in (*HYPERPARAMETERS, *OPTIONS)}
+            object.__setattr__(self, "values", {**defaults, **self.values})
+
+    @classmethod
+    def load(cls, arch: str | Path | Architecture | None = None) -> Architecture:
+        """A preset by name, a description file (a path ending in .json), an ``Architecture``
+        as is, or the reference transformer for None."""
+        if isinstance(arch, Architecture):
+            return arch
+        if arch is None:
+            return cls.preset("reference")
+        text = str(arch)
+        if text in PRESETS:
+            return cls.preset(text)
+        if text.endswith(".json") or Path(text).is_file():
+            return cls.from_file(Path(text))
+        raise InvalidHyperparameter(f"unknown architecture {text!r}: give a preset "
+                                    f"({', '.join(PRESETS)}) or a .json description file")
+
+    @classmethod
+    def preset(cls, name: str) -> Architecture:
+        """The named preset (``sigprop.spec.presets.PRESETS``)."""
+        if name not in PRESETS:
+            raise InvalidHyperparameter(f"unknown preset {name!r}; choose one of "
+                                        f"{', '.join(PRESETS)}")
+        preset = PRESETS[name]
+        return cls(name, {}, preset.depth).with_values(**preset.values)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Architecture:
+        """A description file (module docstring); errors name the file and the key."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as error:
+            raise InvalidHyperparameter(f"cannot read description file {path}: "
+                                        f"{error.strerror}") from None
+        except json.JSONDecodeError as error:
+            raise InvalidHyperparameter(f"description file {path} is not valid JSON: "
+                                        f"{error.msg} at line {error.lineno}, column "
+                                        f"{error.colno}") from None
+        if not isinstance(data, dict):
+            raise InvalidHyperparameter(f"description file {path} must hold a JSON object")
+        base = cls.preset(str(data.get("preset", "reference")))
+        depth = data.get("depth", base.depth)
+        if depth is not None:
+            depth = INPUTS["depth"].check(depth)
+        values = {}
+        for key, value in data.items():
+            if key in FILE_KEYS:
+                continue
+            try:
+                found = declaration(key)
+            except InvalidHyperparameter:
+                allowed = [*FILE_KEYS, *(d.name for d in (*HYPERPARAMETERS, *OPTIONS))]
+                raise InvalidHyperparameter(f"description file {path}: unknown key {key!r}; "
+                                            f"allowed: {', '.join(allowed)}") from None
+            values[found.name] = value
+        try:
+            described = base.with_values(**values)
+        except InvalidHyperparameter as error:
+            raise InvalidHyperparameter(f"description file {path}: {error}") from None
+        return replace(described, name=str(data.get("name", Path(path).stem)), depth=depth)
+
+    def with_values(self, **given: Any) -> Architecture:
+        """A copy with the given declared values (any spelling; aliases expand; None means not
+        given). Raises ``InvalidHyperparameter`` for a value out of range, an unknown name, or
+        two names that set the same hyperparameter."""
+        found = {}
+        for key, value in given.items():
+            if value is None:
+                continue
+            decl = declaration(key)
+            if decl.name in INPUTS:
+                raise InvalidHyperparameter(f"{decl.name} is a setting of the input, not of the "
+                                            "architecture")
+            found[decl.name] = (decl, decl.check(value))
+        _reject_overlaps({name: decl for name, (decl, _) in found.items()})
+        values = dict(self.values)
+        for name, (decl, value) in found.items():
+            if isinstance(decl, Hyperparameter) and decl.expands is not None:
+                values.update(decl.expands(value))
+            else:
+                values[name] = value
+        if values["tied_readout"] and "sigma_2" in found:
+            raise InvalidHyperparameter("tied_readout sets σ_2 = σ_w: give either tied_readout "
+                                        "(--tied-readout) or sigma_2 (--sigma-2), not both")
+        return replace(self, values=values)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[declaration(name).name]
+
+    def resolved(self, depth: int | None = None) -> Architecture:
+        """Formulas in L evaluated at ``depth`` (default: the architecture's own depth)."""
+        depth = self.depth if depth is None else depth
+        formulas = {k: v for k, v in self.values.items() if isinstance(v, DepthFormula)}
+        if not formulas:
+            return self
+        if depth is None:
+            name, formula = next(iter(formulas.items()))
+            raise InvalidHyperparameter(f"{name} = {formula} depends on the depth L: give a "
+                                        "depth (--depth)")
+        values = {**self.values, **{k: f(depth) for k, f in formulas.items()}}
+        for name, value in values.items():
+            if name in formulas:
+                declaration(name).check(value)
+        return replace(self, values=values, depth=depth)
+
+    def layer(self, depth: int | None = None) -> Serial:
+        """The layer description at ``depth`` (formulas in L resolved)."""
+        return _block(self.resolved(depth).values)
+
+    def theory_layer(self, depth: int | None = None) -> Serial:
+        """``layer`` after checking that the wide-limit theory covers it (``NotCovered``)."""
+        if self.values["causal"]:
+            raise NotCovered("the wide-limit theory covers bidirectional attention only (its "
+                             "tokens are exchangeable); measure causal networks with "
+                             "`sigprop simulate --causal` or `sigprop diagnose`")
+        if self.values["block"] == "post" and self.values["norm"] == "dyt":
+            raise NotCovered("post-norm DyT is not covered by the wide-limit theory: the stream "
+                             "then holds tanh of Gaussians, whose whole distribution (not only "
+                             "the Gram matrix) would have to be tracked; measure it with "
+                             "`sigprop simulate`")
+        return self.layer(depth)
+
+    @property
+    def structure(self) -> tuple:
+        """The structural options: architectures that share them stack and train together."""
+        return tuple((o.name, self.values[o.name]) for o in OPTIONS)
+
+    @property
+    def alpha_form(self) -> bool:
+        """Whether both residuals are the paper's a = sqrt(1 − α²), b = α (with α ≤ 1)."""
+        return all(_is_alpha_pair(self.values[f"skip_{s}"], self.values[f"branch_{s}"])
+                   for s in ("a", "m"))
+
+    def scalars(self) -> dict[str, Any]:
+        """Every value as plain JSON (numbers, strings for formulas), and α_A, α_M when the
+        residuals are in the paper's form."""
+        out: dict[str, Any] = {}
+        if self.alpha_form:
+            out |= {"alpha_A": float(self.values["branch_a"]),
+                    "alpha_M": float(self.values["branch_m"])}
+        for name, value in self.values.items():
+            if isinstance(value, DepthFormula):
+                out[name] = str(value)
+            elif isinstance(value, (bool, str, int)) and not isinstance(value, float):
+                out[name] = value
+            else:
+                out[name] = float(np.asarray(value).item())
+        return out
+
+    def describe(self) -> str:
+        """One line: 'reference: pre-rms, 1 head, tanh MLP (d_ff = 1d)'; the name is 'custom'
+        when the structural options differ from those of the preset it is named after."""
+        v = self.values
+        name = self.name
+        if name in PRESETS and self.structure != Architecture.preset(name).structure:
+            name = f"custom ({name} changed)"
+        norm = "no norm" if v["norm"] == "none" else f"{v['block']}-{v['norm']}"
+        heads = f"{v['heads']} head{'s' if v['heads'] > 1 else ''}" + (" + W_O" if v["out_proj"] else "")
+        mlp = f"{'gated ' if v['gated'] else ''}{v['activation']} MLP (d_ff = {v['ff_ratio']:g}d)"
+        return f"{name}: {norm}, {heads}, {mlp}" + (", causal" if v["causal"] else "")
+
+
+def _block(values: Mapping[str, Any]) -> Serial:
+    """The recipe: components filled from the declarations' targets (module docstring)."""
+    parts: dict[str, dict[str, Any]] = defaultdict(dict)
+    for decl in (*HYPERPARAMETERS, *OPTIONS):
+        if decl.target is not None:
+            part, name = decl.target
+            parts[part][name] = values[decl.name]
+    if values["tied_readout"]:
+        parts["mlp"]["sigma_2"] = parts["mlp"]["sigma_w"]
+    norm = {"rms": RMSNorm(), "layer": LayerNorm(), "dyt": DyT(**parts["dyt"]),
+            "none": None}[values["norm"]]
+    branches = {"attention": SelfAttention(**parts["attention"]), "mlp": MLP(**parts["mlp"])}
+    if values["block"] == "pre" or norm is None:
+        return Serial(tuple(
+            Residual(**parts[f"{key}_residual"], branch=Serial(((norm,) if norm else ()) + (f,)))
+            for key, f in branches.items()))
+    return Serial(tuple(component for key, f in branches.items() for component in
+                        (Residual(**parts[f"{key}_residual"], branch=Serial((f,))), norm)))
+
+
+def _reject_overlaps(given: dict[str, Any]) -> None:
+    """Two given names that set one hyperparameter (an alias and its target) conflict."""
+    sets = {name: set(decl.expands(0.5)) if getattr(decl, "expands", None) else {name}
+            for name, decl in given.items()}
+    names = list(sets)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            both = sets[first] & sets[second]
+            if both:
+                raise InvalidHyperparameter(
+                    f"{first} ({given[first].flag}) and {second} ({given[second].flag}) both set "
+                    f"{', '.join(sorted(both))}: give one of them")
+
+
+def _is_alpha_pair(skip: Any, branch: Any) -> bool:
+    if isinstance(skip, DepthFormula) or isinstance(branch, DepthFormula):
+        return False
+    skip, branch = np.asarray(skip, dtype=float), np.asarray(branch, dtype=float)
+    return bool(np.all(branch <= 1.0) and np.allclose(skip**2 + branch**2, 1.0, rtol=0, atol=1e-12))
+
+
+def reference_layer(
+    alpha_A: Any,
+    alpha_M: Any,
+    sigma_A: Any,
+    sigma_w: Any,
+    sigma_b: Any = 0.0,
+    activation: str = "tanh",
+    causal: bool = False,
+) -> Serial:
+    """One layer of the reference transformer (docs/theory.md §1): attention block, then MLP
+    block, both sqrt(1 − α²) X + α f(RMSNorm X). Raises ``InvalidHyperparameter`` naming the
+    first hyperparameter outside its range."""
+    return Architecture.preset("reference").with_values(
+        alpha_A=alpha_A, alpha_M=alpha_M, sigma_A=sigma_A, sigma_w=sigma_w, sigma_b=sigma_b,
+        activation=activation, causal=causal).layer()
+
+
+def depth_or(arch: Architecture, depth: int | None, fallback: int | None) -> int | None:
+    """The depth to use: the one given, else the architecture's, else ``fallback``."""
+    if depth is not None:
+        return INPUTS["depth"].check(depth)
+    return arch.depth if arch.depth is not None else fallback
+
