@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from sigprop.slices import finite_or_none
+from sigprop.slices import Setting, finite_or_none
 from sigprop.spec import Architecture, InvalidHyperparameter, depth_or
-from sigprop.spec.declarations import INPUTS
 from sigprop.theory.depth import DepthProfile, depth_profile
 from sigprop.theory.dynamics import trajectory as predict_trajectory
 from sigprop.theory.exponents import Exponents, compute_exponents, sign_label
@@ -105,9 +104,8 @@ def exponents(
     Raises ``InvalidHyperparameter``.
     """
     block = Architecture.load(arch).with_values(**values)
-    n_tokens, q0, rho0 = (INPUTS[k].check(v) for k, v in
-                          (("n_tokens", n_tokens), ("q0", q0), ("rho0", rho0)))
-    depth = None if depth is None else INPUTS["depth"].check(depth)
+    setting = Setting(n_tokens, depth, q0, rho0)  # validates them
+    n_tokens, depth, q0, rho0 = setting.n_tokens, setting.depth, setting.q0, setting.rho0
     layer = block.theory_layer(depth)
     asymptotic = compute_exponents(layer, n_tokens)
     profile = None
@@ -160,9 +158,8 @@ def trajectory(
     squared norm ``q0`` and cosine ``rho0``. ``depth`` defaults to the architecture's depth,
     else 32. Other arguments as in ``exponents``."""
     block = Architecture.load(arch).with_values(**values)
-    n_tokens, q0, rho0 = (INPUTS[k].check(v) for k, v in
-                          (("n_tokens", n_tokens), ("q0", q0), ("rho0", rho0)))
-    depth = depth_or(block, depth, 32)
+    setting = Setting(n_tokens, depth_or(block, depth, 32), q0, rho0)  # validates them
+    n_tokens, depth, q0, rho0 = setting.n_tokens, setting.depth, setting.q0, setting.rho0
     path = predict_trajectory(block.theory_layer(depth), n_tokens, q0, rho0, depth)
     return TrajectoryReport(block.resolved(depth), n_tokens, path.q, path.p, path.rho,
                             path.log_jac)
