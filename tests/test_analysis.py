@@ -129,3 +129,36 @@ def test_spline_on_a_training_set_that_does_not_span_the_features_predicts_the_m
     np.testing.assert_allclose(predict(np.array([[0.9, 2.0], [0.1, 1.0]])), y.mean())
     spanning = fit_spline(np.column_stack([np.linspace(0, 1, 6) ** 2, X[:, 1]]), y, np.arange(6))
     assert np.ptp(spanning(np.array([[0.2, 1.0], [0.8, 3.0]]))) > 0.1
+
+
+def test_every_definition_of_the_exponents_is_scored_from_the_hyperparameters():
+    """With the study's block, ``analyze`` computes each theory definition at every trained
+    point (the values the theory gives directly) and scores all of them and the measured
+    exponents; a loss made of the causal finite-depth exponents is predicted by them."""
+    import sigprop
+    from sigprop.analysis.definitions import DEFINITIONS, columns
+    from sigprop.theory.depth import depth_profile
+
+    base = sigprop.Architecture.load("reference").with_values(sigma_b=1.0)
+    trials = synthetic_trials(steps, seeds=1)
+    trials = trials[trials["alpha"] < 0.7]  # 24 points
+    grid = base.with_values(alpha=trials["alpha"].to_numpy(), causal=True,
+                            sigma_w=trials["sigma_w"].to_numpy())
+    profile = depth_profile(grid.theory_layer(16), 16, 16)
+    trials = trials.assign(test_loss=steps(profile.lambda_a, profile.lambda_g))
+    analysis = analyze(trials, ["alpha", "sigma_w"], depth=16, vocab_size=80, cv_repeats=1,
+                       arch=base)
+    scored = {s.definition.key: s for s in analysis.definitions}
+    assert set(scored) == {d.key for d in DEFINITIONS}
+    point = analysis.trials.iloc[0]
+    at = base.with_values(alpha=point["alpha"], sigma_w=point["sigma_w"], causal=True)
+    direct = sigprop.exponents(at, depth=16).to_json()
+    a_col, g_col = columns(next(d for d in DEFINITIONS if d.key == "causal_finite_depth"))
+    assert point[a_col] == pytest.approx(direct["lambda_a_depth"], rel=1e-9)
+    assert point[g_col] == pytest.approx(direct["lambda_g_depth"], rel=1e-9)
+    bidirectional = sigprop.exponents(at.with_values(causal=False)).to_json()
+    assert point["lambda_a_asymptotic"] == pytest.approx(bidirectional["lambda_a"], rel=1e-9)
+    # In a two-parameter slice every definition is a change of coordinates, so all may fit;
+    # the one the loss is made of must.
+    assert max(scored["causal_finite_depth"].r2_saturating,
+               scored["causal_finite_depth"].r2_spline) > 0.9

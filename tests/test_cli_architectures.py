@@ -69,7 +69,7 @@ def test_simulate_and_sweep_take_block_flags(tmp_path):
               "--width", "32", "--seeds", "2", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["theory"] is None and "causal" in result["architecture"]
+    assert result["theory"] is not None and "causal" in result["architecture"]
     out = run("sweep", "--arch", "pre-ln", "--causal", "--heads", "2", "--grid", "branch=0.3,1",
               "--grid", "sigma-w=0.5,1.5", "--data", "copy", "--depth", "2", "--width", "16",
               "--context", "8", "--batch", "4", "--steps", "3", "--workers", "1",
@@ -82,7 +82,8 @@ def test_simulate_and_sweep_take_block_flags(tmp_path):
     [
         (["exponents", "--alpha-a", "0.3", "--skip-a", "1"], ["alpha_A", "skip_a"]),
         (["exponents", "--alpha", "0.3", "--branch-m", "1"], ["alpha", "branch_m"]),
-        (["exponents", "--causal"], ["bidirectional", "simulate"]),
+        (["phase-diagram", "--causal", "--depth", "8", "--rho0", "0.9", "--resolution", "8"],
+         ["Monte Carlo", "ρ0 = 1"]),
         (["trajectory", "--block", "post", "--norm", "dyt"], ["post-norm DyT"]),
         (["exponents", "--arch", "gpt3"], ["gpt3", "gpt2"]),
         (["exponents", "--skip-a", "-1"], ["skip_a", "[0, ∞)"]),

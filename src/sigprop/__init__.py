@@ -14,12 +14,16 @@ and measurements of random networks (these load PyTorch on first use) ::
     sigprop.simulate("post-ln", sigma_w=[0.5, 2.0], width=512)
     sigprop.diagnose(hf="gpt2", layers=24, width=256)
 
+and the final test loss of a new initialization, from a finished training sweep ::
+
+    sigprop.predict("results/sweep/sweep.sqlite", alpha=0.3, sigma_w=3.0)
+
 Architectures: ``sigprop.Architecture`` (presets ``sigprop.PRESETS``, description files), with
 every hyperparameter and option declared once in ``sigprop.spec``.
 """
 
 from sigprop.diagrams import PhaseDiagram, phase_diagram
-from sigprop.predict import ExponentsReport, TrajectoryReport, exponents, trajectory
+from sigprop.initialization import ExponentsReport, TrajectoryReport, exponents, trajectory
 from sigprop.slices import CriticalReport, critical
 from sigprop.spec import PRESETS, Architecture, InvalidHyperparameter, NotCovered
 
@@ -36,12 +40,15 @@ __all__ = [
     "diagnose",
     "exponents",
     "phase_diagram",
+    "predict",
     "simulate",
     "trajectory",
 ]
 
-# Measurements need PyTorch: they load on first use, so that the theory never imports it.
-_LAZY = {"simulate": "sigprop.simulation", "diagnose": "sigprop.measure.diagnose"}
+# Measurements and loss predictions need PyTorch (and Optuna): they load on first use, so that
+# the theory never imports them.
+_LAZY = {"simulate": "sigprop.simulation", "diagnose": "sigprop.measure.diagnose",
+         "predict": "sigprop.analysis.loss_model"}
 
 
 def __getattr__(name: str):

@@ -116,7 +116,7 @@ def phase_diagram(
     n_tokens: int = 16,
     depth: int | None = None,
     q0: float = 1.0,
-    rho0: float = 0.0,
+    rho0: float = 1.0,
     **values: Any,
 ) -> PhaseDiagram:
     """λ_a and λ_g of the wide-limit theory on a ``resolution`` × ``resolution`` grid over two

@@ -12,6 +12,7 @@ is α for blocks in the paper's residual form and the branch scale b otherwise.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,8 +79,11 @@ STUDY = "reference-lm-alpha-sigma_w"
 
 
 def reproduce(out: Path, scale: Scale, storage: str | None = None, workers: int | None = None,
-              log: Callable[[str], None] = print, arch: str | Architecture | None = None) -> Path:
-    """Run the four stages into ``out`` and write ``out/report.md``; returns its path."""
+              log: Callable[[str], None] = print, arch: str | Architecture | None = None,
+              focus: Path | None = None) -> Path:
+    """Run the four stages into ``out`` and write ``out/report.md``; returns its path. With
+    ``focus``, a folder where ``sigprop focus`` wrote its ``focus.json``, the report adds the
+    focused study's result."""
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     default = Architecture.load(arch)
@@ -92,7 +96,7 @@ def reproduce(out: Path, scale: Scale, storage: str | None = None, workers: int 
 
     start = time.perf_counter()
     log("1/4 theory phase diagrams")
-    theory = _theory(out / "theory", default, base, x_key, depth)
+    theory = _theory(out / "theory", default, base, x_key, depth, scale.depth)
     timings["theory"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -118,13 +122,21 @@ def reproduce(out: Path, scale: Scale, storage: str | None = None, workers: int 
     log("4/4 analysis")
     trials = trials_frame(storage, study)
     vocab_size = int(trials["vocab_size"].dropna().iloc[0])
-    analysis = analyze(trials, [x_key, "sigma_w"], scale.depth, vocab_size, scale.cv_repeats)
+    analysis = analyze(trials, [x_key, "sigma_w"], scale.depth, vocab_size, scale.cv_repeats,
+                       arch=base)
     figures = write_training_figures(analysis, base, out / "training")
     timings["analysis"] = time.perf_counter() - start
 
+    focused = None
+    if focus is not None and (focus / "focus.json").exists():
+        focused = json.loads((focus / "focus.json").read_text())
+        trained = focused["scale"]
+        if (default.name != "reference" or trained["width"] != scale.width
+                or trained["steps"] != scale.steps or trained["sigma_b"] != scale.sigma_b):
+            focused = None  # another block or budget: not comparable with this sweep
     report = out / "report.md"
     report.write_text(render(out, asdict(scale), base, x_values, theory, simulation, analysis,
-                             figures, timings, storage))
+                             figures, timings, storage, focused))
     return report
 
 
@@ -153,9 +165,10 @@ def analyze_study(storage: str, study: str, out: Path, x: str | None = None,
     finished = trials[trials["status"].isin(["complete", "diverged"])]
     if finished.empty:
         raise InvalidHyperparameter(f"study '{study}' has no finished trials yet")
+    base = study_architecture(attrs)
     result = analyze(trials, axes, int(attrs["fixed"]["depth"]),
-                     int(finished["vocab_size"].dropna().iloc[0]), cv_repeats)
-    return result, write_training_figures(result, study_architecture(attrs), out)
+                     int(finished["vocab_size"].dropna().iloc[0]), cv_repeats, arch=base)
+    return result, write_training_figures(result, base, out)
 
 
 def write_training_figures(analysis: Analysis, base: Architecture, out: Path) -> dict[str, Path]:
@@ -194,7 +207,7 @@ def _padded_range(values, key: str) -> tuple[float, float]:
 
 
 def _theory(out: Path, default: Architecture, base: Architecture, x_key: str,
-            depth: int | None) -> dict:
+            depth: int | None, trained_depth: int) -> dict:
     slices = {"default": default, "training_slice": base}
     figures = {name: phase_diagram(x_key, "sigma-w", arch, y_range=(0.1, 6.0), resolution=120,
                                    depth=depth).write(out / name)[0]
@@ -202,7 +215,33 @@ def _theory(out: Path, default: Architecture, base: Architecture, x_key: str,
     x_range = (0.05, 0.95) if x_key == "alpha" else (0.05, 1.0)
     summary = critical("sigma-w", x_key, base, x_range=x_range, y_range=(0.1, 6.0), points=19,
                        depth=depth).to_json()
-    return {**figures, "critical": summary}
+    return {**figures, "critical": summary,
+            "definitions": _critical_by_definition(base, x_key, x_range, trained_depth)}
+
+
+def _critical_by_definition(base: Architecture, x_key: str, x_range: tuple[float, float],
+                            depth: int) -> dict[str, dict]:
+    """The crossing (or, without one, the closest approach on λ_a = 0) of each theory
+    definition of the exponents (``sigprop.analysis.definitions``) in the trained slice."""
+    settings = {"asymptotic": (False, None), "finite_depth": (False, depth),
+                "causal": (True, None), "causal_finite_depth": (True, depth)}
+    found = {}
+    for key, (causal, at_depth) in settings.items():
+        try:
+            report = critical("sigma-w", x_key, base.with_values(causal=causal),
+                              x_range=x_range, y_range=(0.1, 6.0), points=19,
+                              depth=at_depth).to_json()
+        except InvalidHyperparameter:  # no fixed point: only the finite-depth ones exist
+            continue
+        if at_depth is None and report["depth"] is not None:
+            continue  # no fixed point: `critical` fell back to finite depth
+        if report["crossings"]:
+            point = report["crossings"][0]
+            found[key] = {"kind": "crossing", "x": point["x"], "y": point["y"]}
+        elif report["closest_on_edge_of_chaos"]:
+            point = report["closest_on_edge_of_chaos"]
+            found[key] = {"kind": "closest approach", "x": point["x"], "y": point["y"]}
+    return found
 
 
 def _simulation(out: Path, scale: Scale, default: Architecture, x_key: str) -> dict:

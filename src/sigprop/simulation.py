@@ -2,7 +2,7 @@
 
 ``simulate`` runs the batched probes of ``sigprop.measure`` (every point and seed in one vmapped
 ensemble) and the wide-limit theory for the same points, and returns both as one table with the
-measured exponents. Causal blocks are measured without theory (the maps are bidirectional).
+measured exponents. Causal blocks get the causal theory (``sigprop.theory.causal``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sigprop.slices import finite_or_none
 from sigprop.spec import Architecture, InvalidHyperparameter, axis, depth_or
 from sigprop.spec.components import structure
 from sigprop.spec.declarations import INPUTS, NUMERIC
+from sigprop.theory.causal import causal_collapsed_profile, causal_trajectory, is_causal
 from sigprop.theory.dynamics import collapsed_growth, trajectory
 from sigprop.theory.exponents import compute_exponents
 
@@ -76,7 +77,7 @@ class PointResult:
 @dataclass(frozen=True)
 class SimulationReport:
     """Per-layer table (theory and measured mean ± s.e. of q, ρ, log_jac, one block of rows per
-    point), measured exponents and theory exponents (None for causal blocks) per point."""
+    point), measured exponents and theory exponents per point."""
 
     points: list[Architecture]
     settings: SimulationSettings
@@ -122,10 +123,9 @@ class SimulationReport:
         self.table.to_csv(out / "simulation.csv", index=False)
         self.table.to_parquet(out / "simulation.parquet", index=False)
         s = self.settings
-        theory = "theory (d → ∞)" if self.theory[0] is not None else "no theory (causal)"
         figure = plot_simulation(
             self.table, self.labels(),
-            f"{self.points[0].describe()}: {theory} vs simulation (d = {s.width}, "
+            f"{self.points[0].describe()}: theory (d → ∞) vs simulation (d = {s.width}, "
             f"{len(s.seeds)} seeds, n = {s.n_tokens})", out / "simulation.png")
         return [figure, out / "simulation.csv", out / "simulation.parquet"]
 
@@ -199,14 +199,12 @@ def simulate_points(
         measured = trajectories[index]
         results.append(PointResult(angles[index],
                                    lambda_g_from_log_jac(measured["log_jac"], settings.burn_in)))
-        theory = None if point["causal"] else theory_exponents(point, settings)
+        path = _predicted_path(point.theory_layer(settings.depth), settings)
+        theory = theory_exponents(point, settings, path)
         theories.append(theory)
         frame = pd.DataFrame({"point": index, "l": np.arange(settings.depth + 1)})
-        path = None if theory is None else trajectory(
-            point.theory_layer(settings.depth), settings.n_tokens, settings.q0, settings.rho0,
-            settings.depth)
         for key, values in measured.items():
-            frame[f"{key}_theory"] = np.nan if path is None else getattr(path, key)
+            frame[f"{key}_theory"] = getattr(path, key)
             frame[f"{key}_mean"] = values.mean(axis=0)
             frame[f"{key}_se"] = _stderr(values)
         for name, value in point.resolved(settings.depth).scalars().items():
@@ -224,21 +222,35 @@ def _structure_groups(layers: Sequence) -> list[list[int]]:
     return list(groups.values())
 
 
-def theory_exponents(point: Architecture, settings: SimulationSettings) -> dict[str, float]:
+def theory_exponents(point: Architecture, settings: SimulationSettings,
+                     path=None) -> dict[str, float]:
     """The wide-limit theory's exponents at one point, asymptotic ("lambda_a", "lambda_g";
     NaN without a norm fixed point) and over the layers the simulation measures them on:
     "lambda_g_window", the mean growth of log_jac after the burn-in, and "lambda_a_window", the
     mean growth of token differences on the collapsed trajectory from q = 1 over layers L..2L.
     At finite depth the forward state may still be on its way to the attractor, and blocks
-    without a fixed point have only these."""
+    without a fixed point have only these. ``path``: the predicted trajectory, if computed."""
     layer = point.theory_layer(settings.depth)
     n = settings.n_tokens
     e = compute_exponents(layer, n)
-    path = trajectory(layer, n, settings.q0, settings.rho0, settings.depth)
+    path = _predicted_path(layer, settings) if path is None else path
     window = (path.log_jac[-1] - path.log_jac[settings.burn_in]) / (settings.depth - settings.burn_in)
-    growth = collapsed_growth(layer, n, 1.0, settings.angle_depth)[settings.depth:]
+    if is_causal(layer):
+        spread = causal_collapsed_profile(layer, n, 1.0, settings.angle_depth).log_spread
+        growth = np.diff(spread, axis=0)[settings.depth:]
+    else:
+        growth = collapsed_growth(layer, n, 1.0, settings.angle_depth)[settings.depth:]
     return {"lambda_a": float(e.lambda_a), "lambda_g": float(e.lambda_g),
             "lambda_a_window": float(np.mean(growth)), "lambda_g_window": float(window)}
+
+
+def _predicted_path(layer, settings: SimulationSettings):
+    """The theory's trajectory of the simulated setting (q, p, ρ, log_jac per layer): the
+    full-Gram causal theory for causal attention."""
+    if is_causal(layer):
+        return causal_trajectory(layer, settings.n_tokens, settings.q0, settings.rho0,
+                                 settings.depth)
+    return trajectory(layer, settings.n_tokens, settings.q0, settings.rho0, settings.depth)
 
 
 def _stderr(values: np.ndarray) -> np.ndarray:

@@ -16,8 +16,15 @@ import numpy as np
 
 from sigprop.spec import Architecture, InvalidHyperparameter, axis, canonical_names
 from sigprop.spec.declarations import INPUTS
+from sigprop.theory.causal import (
+    causal_exponents,
+    causal_lambda_a,
+    first_position_lambda_g,
+    is_causal,
+)
 from sigprop.theory.critical import CurvePoints, intersections, zero_curve
-from sigprop.theory.depth import DepthProfile, depth_profile
+from sigprop.theory.depth import depth_profile
+from sigprop.theory.profile import DepthProfile
 from sigprop.theory.dynamics import attracting_state, collapsed_growth, lambda_a, trajectory
 from sigprop.theory.exponents import Exponents, compute_exponents
 
@@ -28,13 +35,14 @@ class Setting:
 
     ``depth`` None: asymptotic exponents (per layer, at the fixed point); an integer L: the
     finite-depth exponents λ_a^(L), λ_g^(L) of L layers from tokens with squared norm ``q0``
-    and cosine ``rho0``.
+    and cosine ``rho0`` (1: the limit ρ0 → 1 of nearly collapsed inputs, whose λ_a^(L) = 0 is
+    the finite-depth edge of chaos; ``sigprop.theory.depth``).
     """
 
     n_tokens: int = 16
     depth: int | None = None
     q0: float = 1.0
-    rho0: float = 0.0
+    rho0: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("n_tokens", "depth", "q0", "rho0"):
@@ -44,10 +52,11 @@ class Setting:
 
     @property
     def label(self) -> str:
-        """'asymptotic' or 'depth L = 24 from q0 = 1, ρ0 = 0'."""
+        """'asymptotic (…)' or 'finite depth L = 24, from q0 = 1, ρ0 → 1'."""
         if self.depth is None:
             return "asymptotic (per layer, at the fixed point)"
-        return f"finite depth L = {self.depth}, from q0 = {self.q0:g}, ρ0 = {self.rho0:g}"
+        start = "ρ0 → 1" if self.rho0 >= 1.0 else f"ρ0 = {self.rho0:g}"
+        return f"finite depth L = {self.depth}, from q0 = {self.q0:g}, {start}"
 
 
 def evaluate(arch: Architecture, setting: Setting) -> dict[str, np.ndarray]:
@@ -55,7 +64,8 @@ def evaluate(arch: Architecture, setting: Setting) -> dict[str, np.ndarray]:
     q_star, rho_star (asymptotic; NaN without a fixed point) or q_L, rho_L, log_jac_L."""
     layer = arch.theory_layer(setting.depth)
     if setting.depth is None:
-        e: Exponents = compute_exponents(layer, setting.n_tokens)
+        e: Exponents = (causal_exponents(layer, setting.n_tokens, samples=None)
+                        if is_causal(layer) else compute_exponents(layer, setting.n_tokens))
         return {"lambda_a": e.lambda_a, "lambda_g": e.lambda_g, "q_star": e.q_star,
                 "rho_star": e.rho_star}
     d: DepthProfile = depth_profile(layer, setting.n_tokens, setting.depth, setting.q0,
@@ -68,13 +78,32 @@ def exponent(arch: Architecture, setting: Setting, name: str) -> np.ndarray:
     """One exponent ("lambda_a" or "lambda_g"), computing only what it needs."""
     layer = arch.theory_layer(setting.depth)
     n, depth = setting.n_tokens, setting.depth
+    if is_causal(layer):
+        return _causal_exponent(layer, setting, name)
     if name == "lambda_a":
         if depth is None:
             return lambda_a(layer, n)
+        if setting.rho0 < 1.0:
+            return depth_profile(layer, n, depth, setting.q0, setting.rho0).lambda_a
         return collapsed_growth(layer, n, setting.q0, depth).sum(axis=0) / depth
     if depth is None:
         return attracting_state(layer, n).lambda_g
     return trajectory(layer, n, setting.q0, setting.rho0, depth).log_jac[-1] / depth
+
+
+def _causal_exponent(layer, setting: Setting, name: str) -> np.ndarray:
+    """``exponent`` of a causal layer, exact on grids: asymptotic λ_a, the first position's
+    gradient growth for λ_g (``first_position_lambda_g``: a lower bound on the growth at the
+    attractor, exact where tokens collapse, equal to the Monte Carlo fixed point where it was
+    checked), and both finite-depth exponents from ρ0 → 1 (a Monte Carlo trajectory per point
+    from ρ0 < 1, which only small grids can afford)."""
+    n, depth = setting.n_tokens, setting.depth
+    if depth is None:
+        if name == "lambda_a":
+            return causal_lambda_a(layer, n)
+        return first_position_lambda_g(layer, n)
+    profile = depth_profile(layer, n, depth, setting.q0, setting.rho0)
+    return profile.lambda_a if name == "lambda_a" else profile.lambda_g
 
 
 def on_grid(arch: Architecture, setting: Setting, x_axis: str, x: np.ndarray, y_axis: str,
@@ -127,18 +156,25 @@ def field(arch: Architecture, setting: Setting, name: str, x_axis: str | None, y
     return f
 
 
+# |L·λ| below which a finite-depth exponent counts as critical: e^(±0.5) over the whole stack.
+NEAR_CRITICAL = 0.5
+
+
 @dataclass(frozen=True)
 class CriticalSet:
     """Zero curves of both exponents and their crossings in a slice.
 
     For a one-parameter slice every ``x`` is NaN. ``closest`` is the point of the λ_a = 0 curve
     where |λ_g| is smallest: the best gradient stability available at the edge of chaos.
+    ``lambda_g_on_edge`` is λ_g at each point of the λ_a = 0 curve (for the near-critical
+    segment of finite-depth exponents).
     """
 
     lambda_a_zero: CurvePoints
     lambda_g_zero: CurvePoints
     crossings: CurvePoints
     closest: dict[str, float] | None
+    lambda_g_on_edge: np.ndarray
 
 
 def critical_set(
@@ -163,13 +199,12 @@ def critical_set(
     else:
         crossings = _common_roots(curve_a, f_g)
     closest = None
-    if curve_a.x.size:
-        on_edge = f_g(curve_a.x, curve_a.y)
-        if np.isfinite(on_edge).any():
-            best = int(np.nanargmin(np.abs(on_edge)))
-            closest = {"x": float(curve_a.x[best]), "y": float(curve_a.y[best]),
-                       "lambda_g": float(on_edge[best])}
-    return CriticalSet(curve_a, curve_g, crossings, closest)
+    on_edge = f_g(curve_a.x, curve_a.y) if curve_a.x.size else np.empty(0)
+    if np.isfinite(on_edge).any():
+        best = int(np.nanargmin(np.abs(on_edge)))
+        closest = {"x": float(curve_a.x[best]), "y": float(curve_a.y[best]),
+                   "lambda_g": float(on_edge[best])}
+    return CriticalSet(curve_a, curve_g, crossings, closest, on_edge)
 
 
 def _common_roots(curve_a: CurvePoints, f_g) -> CurvePoints:
@@ -190,9 +225,35 @@ class CriticalReport:
     y_axis: str
     found: CriticalSet
 
+    def near_critical(self) -> list[dict[str, Any]] | None:
+        """Finite depth only: the stretches of the λ_a^(L) = 0 curve on which |L·λ_g^(L)| <
+        ``NEAR_CRITICAL`` as well, one per run of consecutive curve points of a branch:
+        [{"branch", "x_low", "x_high", "y_low", "y_high", "max_abs_L_lambda_g"}]."""
+        if self.setting.depth is None:
+            return None
+        curve, depth = self.found.lambda_a_zero, self.setting.depth
+        near = np.abs(depth * self.found.lambda_g_on_edge) < NEAR_CRITICAL
+        segments = []
+        for branch in np.unique(curve.branch):
+            idx = np.flatnonzero(curve.branch == branch)
+            runs = np.split(idx, np.flatnonzero(np.diff(near[idx].astype(int)) != 0) + 1)
+            for run in runs:
+                if run.size and near[run[0]]:
+                    segments.append({
+                        "branch": int(branch),
+                        "x_low": float(curve.x[run].min()) if self.x_axis else None,
+                        "x_high": float(curve.x[run].max()) if self.x_axis else None,
+                        "y_low": float(curve.y[run].min()), "y_high": float(curve.y[run].max()),
+                        "max_abs_L_lambda_g": float(np.max(np.abs(
+                            depth * self.found.lambda_g_on_edge[run]))),
+                    })
+        return segments
+
     def to_json(self) -> dict[str, Any]:
         """{"x_axis", "y_axis", "lambda_a_zero": [{"x", "y", "branch"}, …], "lambda_g_zero",
-        "crossings", "closest_on_edge_of_chaos", "exponents", "hyperparameters"}."""
+        "crossings", "closest_on_edge_of_chaos", "near_critical" (finite depth: the segments
+        of the λ_a = 0 curve with |L·λ_g| < 0.5; else null), "exponents", "depth", "q0",
+        "rho0", "hyperparameters"}."""
         closest = self.found.closest
         if closest is not None and self.x_axis is None:
             closest = {**closest, "x": None}
@@ -203,6 +264,9 @@ class CriticalReport:
             "lambda_g_zero": self._rows(self.found.lambda_g_zero),
             "crossings": self._rows(self.found.crossings),
             "closest_on_edge_of_chaos": closest,
+            "near_critical": self.near_critical(),
+            "depth": self.setting.depth, "q0": self.setting.q0,
+            "rho0": self.setting.rho0 if self.setting.depth is not None else None,
             "exponents": self.setting.label,
             "architecture": self.arch.describe(),
             "hyperparameters": {**self.arch.scalars(), "n_tokens": self.setting.n_tokens},
@@ -224,7 +288,7 @@ def critical(
     n_tokens: int = 16,
     depth: int | None = None,
     q0: float = 1.0,
-    rho0: float = 0.0,
+    rho0: float = 1.0,
     **values: Any,
 ) -> CriticalReport:
     """Critical initializations: where λ_a = 0 (edge of chaos), λ_g = 0 (edge of gradient
@@ -235,7 +299,11 @@ def critical(
     reference transformer); ``values``: any declared hyperparameter or option (``sigma_b=1``);
     ``x`` defaults to ``alpha`` for blocks in the paper's residual form and ``branch`` otherwise.
     ``depth`` L switches to the finite-depth exponents λ^(L) from (q0, ρ0) (the only ones for
-    blocks without a norm fixed point). Raises ``InvalidHyperparameter``.
+    blocks without a norm fixed point; ρ0 = 1 is the limit of nearly collapsed inputs). Then
+    the report also lists the near-critical segment of the λ_a^(L) = 0 curve, where
+    |L·λ_g^(L)| < ``NEAR_CRITICAL`` too: at finite depth the crossing is often ill-conditioned
+    (λ_g^(L) stays small along a long stretch of the edge), and the segment says how far.
+    Raises ``InvalidHyperparameter``.
     """
     block = Architecture.load(arch).with_values(**values)
     x_axis = default_x_axis(block) if x is None else (None if x == "none" else x)

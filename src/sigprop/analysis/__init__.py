@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sigprop.analysis.definitions import DefinitionScore, compare_definitions, definition_columns
 from sigprop.analysis.outcomes import point_outcomes, trial_outcomes
 from sigprop.analysis.predictors import REPEATS, CrossValidation, cross_validate
+from sigprop.spec import Architecture
 
 __all__ = ["Analysis", "analyze"]
 
@@ -32,24 +34,33 @@ class Analysis:
     regions: pd.DataFrame  # mean loss by region of the phase diagram
     cv_repeats: int  # fold assignments each predictor's R² is averaged over
     theory: str = "asymptotic"  # which theory exponents: "asymptotic" or "finite depth"
+    definitions: tuple[DefinitionScore, ...] = ()  # every definition of the exponents, scored
 
 
 def analyze(trials: pd.DataFrame, axes: list[str], depth: int, vocab_size: int,
-            cv_repeats: int = REPEATS) -> Analysis:
+            cv_repeats: int = REPEATS, arch: Architecture | None = None) -> Analysis:
     """Analyse finished trials of a sweep over ``axes`` (the swept hyperparameter columns of
     ``trials``); each predictor is cross-validated over ``cv_repeats`` fold assignments.
 
     The theory exponents are the asymptotic ones; for blocks without a norm fixed point (NaN
     asymptotic exponents) the finite-depth ones at the trained depth take their place in the
-    ``lambda_*_theory`` columns, and ``Analysis.theory`` says "finite depth"."""
+    ``lambda_*_theory`` columns, and ``Analysis.theory`` says "finite depth". With ``arch``
+    (the study's block, its fixed values), every definition of the exponents
+    (``sigprop.analysis.definitions``) is computed for the trained points and scored."""
     outcomes = trial_outcomes(trials, vocab_size)
     if outcomes.empty:
         raise ValueError("no finished trials to analyse")
+    if arch is not None:
+        unique = outcomes[axes].drop_duplicates()
+        outcomes = outcomes.merge(definition_columns(unique, arch, depth), on=axes, how="left")
     theory = "asymptotic"
     if outcomes[["lambda_a_theory", "lambda_g_theory"]].isna().any().any():
         theory = "finite depth"
-        outcomes = outcomes.assign(lambda_a_theory=outcomes["lambda_a_depth_theory"],
-                                   lambda_g_theory=outcomes["lambda_g_depth_theory"])
+        # Recomputed with the current definition when the block is known (stored columns may
+        # predate it), else as stored.
+        a, g = (("lambda_a_finite_depth", "lambda_g_finite_depth") if arch is not None
+                else ("lambda_a_depth_theory", "lambda_g_depth_theory"))
+        outcomes = outcomes.assign(lambda_a_theory=outcomes[a], lambda_g_theory=outcomes[g])
     outcomes = outcomes.assign(
         depth_lambda_a_theory=depth * outcomes["lambda_a_theory"],
         depth_lambda_g_theory=depth * outcomes["lambda_g_theory"],
@@ -77,8 +88,10 @@ def analyze(trials: pd.DataFrame, axes: list[str], depth: int, vocab_size: int,
         if np.all(np.isfinite(X)) and len(np.unique(groups)) >= 5:
             predictors.append(cross_validate(name, model, X, y, groups, features, cv_repeats))
     points = point_outcomes(outcomes, axes)
+    definitions = tuple(compare_definitions(outcomes, points, axes, depth, cv_repeats)) \
+        if arch is not None else ()
     return Analysis(axes, depth, outcomes, points, predictors, _minimum(points, axes),
-                    _regions(points, depth), cv_repeats, theory)
+                    _regions(points, depth), cv_repeats, theory, definitions)
 
 
 def _minimum(points: pd.DataFrame, axes: list[str]) -> dict:

@@ -36,7 +36,9 @@ def point_outcomes(outcomes: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
         columns={"mean": "loss", "count": "seeds", "std": "loss_std"})
     table["loss_se"] = table["loss_std"] / np.sqrt(table["seeds"])
     table["diverged"] = grouped["status"].apply(lambda s: int((s == "diverged").sum()))
-    for column in EXPONENT_COLUMNS:
+    extra = [c for c in outcomes.columns if c.startswith(("lambda_a_", "lambda_g_"))
+             and c not in EXPONENT_COLUMNS and not c.startswith(("lambda_a_depth", "lambda_g_depth"))]
+    for column in (*EXPONENT_COLUMNS, *extra):
         if column in outcomes:
             table[column] = grouped[column].mean()
     return table.reset_index()

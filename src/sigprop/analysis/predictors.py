@@ -21,7 +21,8 @@ random assignments (the same ones for every model), reported with its standard d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.interpolate import RBFInterpolator
@@ -42,6 +43,42 @@ class CrossValidation:
     r2: float
     r2_sd: float
     predictions: np.ndarray
+    model: str  # "saturating" or "spline": the key of ``FITS``
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """A fitted loss model as plain data: ``kind`` ("saturating", "spline", or "constant", the
+    spline's fallback) and JSON-able ``parameters``; calling it predicts the loss at rows of
+    features. ``from_parameters`` rebuilds it from the saved form."""
+
+    kind: str
+    parameters: dict[str, Any]
+    _evaluate: Any = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_parameters(cls, kind: str, parameters: dict[str, Any]) -> FittedModel:
+        p = parameters
+        if kind == "constant":
+            value = float(p["value"])
+            evaluate = lambda Z: np.full(len(Z), value)  # noqa: E731
+        elif kind == "saturating":
+            theta = np.asarray(p["theta"], float)
+            evaluate = lambda Z: _saturating(theta, Z)  # noqa: E731
+        elif kind == "spline":
+            evaluate = RBFInterpolator(np.asarray(p["points"], float),
+                                       np.asarray(p["values"], float), kernel=p["kernel"],
+                                       epsilon=p["epsilon"], smoothing=np.asarray(p["smoothing"]))
+        else:
+            raise ValueError(f"unknown model kind {kind!r}")
+        return cls(kind, parameters, evaluate)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, float)
+        if self.kind == "constant":
+            return self._evaluate(X)
+        centre, scale = (np.asarray(self.parameters[k], float) for k in ("centre", "scale"))
+        return self._evaluate((X - centre) / scale)
 
 
 def cross_validate(name: str, model: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
@@ -52,13 +89,14 @@ def cross_validate(name: str, model: str, X: np.ndarray, y: np.ndarray, groups: 
         raise ValueError(f"repeats must be an integer >= 1; got {repeats!r}")
     runs = [held_out_predictions(model, X, y, groups, seed) for seed in range(repeats)]
     scores = [r_squared(y, predictions) for predictions in runs]
-    return CrossValidation(name, features, float(np.mean(scores)), float(np.std(scores)), runs[0])
+    return CrossValidation(name, features, float(np.mean(scores)), float(np.std(scores)), runs[0],
+                           model)
 
 
 def held_out_predictions(model: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
                          seed: int) -> np.ndarray:
     """Every point predicted by ``model`` fitted on the other folds of assignment ``seed``."""
-    fit = {"saturating": fit_saturating, "spline": fit_spline}[model]
+    fit = FITS[model]
     predictions = np.full(y.shape, np.nan)
     for test_groups in _folds(np.unique(groups), seed):
         held_out = np.isin(groups, test_groups)
@@ -71,8 +109,9 @@ def r_squared(y: np.ndarray, predictions: np.ndarray) -> float:
     return float(1.0 - np.sum((y - predictions) ** 2) / np.sum((y - np.mean(y)) ** 2))
 
 
-def fit_saturating(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None):
-    """Least-squares fit of the two-failure-mode model; returns a predictor.
+def fit_saturating(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
+                   ) -> FittedModel:
+    """Least-squares fit of the two-failure-mode model.
 
         loss = a + b · [1 − (1 − σ(k_1 (z_1 − c_1))) (1 − σ(k_2 (z_2 − c_2)))]
 
@@ -91,11 +130,6 @@ def fit_saturating(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = Non
     Z = (X - centre) / scale
     low_y, high_y = float(y.min()), float(y.max())
     span = high_y - low_y + 1e-12
-
-    def model(theta: np.ndarray, Z: np.ndarray) -> np.ndarray:
-        a, b, c1, k1, c2, k2 = theta
-        ok = (1.0 - _sigmoid(k1 * (Z[:, 0] - c1))) * (1.0 - _sigmoid(k2 * (Z[:, 1] - c2)))
-        return a + b * (1.0 - ok)
 
     def jacobian(theta: np.ndarray, Z: np.ndarray) -> np.ndarray:
         """∂model/∂θ: with s_i = σ(k_i (z_i − c_i)) and u_i = 1 − s_i, the model is
@@ -118,16 +152,23 @@ def fit_saturating(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = Non
             for k1, k2 in ((-2.0, 2.0), (-2.0, -2.0), (2.0, 2.0), (2.0, -2.0)):
                 start = np.array([low_y, span, np.quantile(Z[:, 0], q1), k1,
                                   np.quantile(Z[:, 1], q2), k2])
-                result = least_squares(lambda t: model(t, Z) - y, np.clip(start, low, high),
+                result = least_squares(lambda t: _saturating(t, Z) - y, np.clip(start, low, high),
                                        jac=lambda t: jacobian(t, Z), method="trf",
                                        bounds=(low, high))
                 if best is None or result.cost < best.cost:
                     best = result
-    theta = best.x
-    return lambda X_new: model(theta, (np.asarray(X_new, float) - centre) / scale)
+    return FittedModel.from_parameters("saturating", {
+        "theta": best.x.tolist(), "centre": centre.tolist(), "scale": scale.tolist()})
 
 
-def fit_spline(X: np.ndarray, y: np.ndarray, groups: np.ndarray):
+def _saturating(theta: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    """The two-failure-mode model on standardized features Z (``fit_saturating``)."""
+    a, b, c1, k1, c2, k2 = theta
+    ok = (1.0 - _sigmoid(k1 * (Z[:, 0] - c1))) * (1.0 - _sigmoid(k2 * (Z[:, 1] - c2)))
+    return a + b * (1.0 - ok)
+
+
+def fit_spline(X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> FittedModel:
     """Thin-plate smoothing spline on standardized features, its smoothing chosen by an inner
     grouped cross-validation on the training part only.
 
@@ -138,11 +179,15 @@ def fit_spline(X: np.ndarray, y: np.ndarray, groups: np.ndarray):
     centre, scale = X.mean(axis=0), X.std(axis=0) + 1e-12
     Z = (X - centre) / scale
     if not _spans(Z):
-        mean = float(np.mean(y))
-        return lambda X_new: np.full(len(X_new), mean)
-    spline = RBFInterpolator(Z, y, kernel="thin_plate_spline",
-                             smoothing=_inner_smoothing(Z, y, groups) * len(y))
-    return lambda X_new: spline((np.asarray(X_new, float) - centre) / scale)
+        return FittedModel.from_parameters("constant", {"value": float(np.mean(y))})
+    smoothing = _inner_smoothing(Z, y, groups) * len(y)
+    return FittedModel.from_parameters("spline", {
+        "points": Z.tolist(), "values": np.asarray(y, float).tolist(),
+        "smoothing": float(smoothing), "kernel": "thin_plate_spline", "epsilon": 1.0,
+        "centre": centre.tolist(), "scale": scale.tolist()})
+
+
+FITS = {"saturating": fit_saturating, "spline": fit_spline}
 
 
 def _inner_smoothing(Z: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:

@@ -103,6 +103,10 @@ NTokens = Annotated[int, input_option("n_tokens", 16)]
 Depth = Annotated[Optional[int], input_option("depth")]
 Q0 = Annotated[float, input_option("q0", 1.0)]
 Rho0 = Annotated[float, input_option("rho0", 0.0)]
+# The finite-depth exponents start from nearly collapsed inputs by default (ρ0 = 1: the limit).
+ExponentRho0 = Annotated[float, typer.Option(
+    "--rho0", help="Input token cosine ρ_0 of the finite-depth exponents (default 1: the limit "
+    "ρ0 → 1 of nearly collapsed inputs, where λ_a^(L) = 0 is the edge of chaos).")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Width = Annotated[int, typer.Option("--width", help="Width d of the simulated networks.")]
 Seeds = Annotated[int, typer.Option("--seeds", help="Number of random networks per point.")]

@@ -19,6 +19,7 @@ from sigprop.cli.options import (
     Q0,
     Range,
     Rho0,
+    ExponentRho0,
     Seed,
     Seeds,
     Width,
@@ -38,12 +39,12 @@ def exponents(
     n_tokens: NTokens = 16,
     depth: Depth = None,
     q0: Q0 = 1.0,
-    rho0: Rho0 = 0.0,
+    rho0: ExponentRho0 = 1.0,
     as_json: JsonFlag = False,
 ) -> None:
     """λ_a, λ_g, the attracting state (q*, ρ*) and the phase at one initialization; with
     --depth (or for blocks without a norm fixed point) the finite-depth exponents too."""
-    from sigprop.predict import exponents as compute
+    from sigprop.initialization import exponents as compute
 
     report = compute(arch, n_tokens=n_tokens, depth=depth, q0=q0, rho0=rho0, **values)
     result = report.to_json()
@@ -89,7 +90,7 @@ def trajectory(
     as_json: JsonFlag = False,
 ) -> None:
     """Predicted q_l, ρ_l and log(‖∂X_l/∂X_0‖_F²/(n d)) for l = 0..L."""
-    from sigprop.predict import trajectory as predict
+    from sigprop.initialization import trajectory as predict
 
     report = predict(arch, depth=depth, n_tokens=n_tokens, q0=q0, rho0=rho0, **values)
     if as_json:
@@ -121,7 +122,7 @@ def phase_diagram(
                                                  "of L layers (default: asymptotic), and the "
                                                  "depth of --empirical networks (default 24).")] = None,
     q0: Q0 = 1.0,
-    rho0: Rho0 = 0.0,
+    rho0: ExponentRho0 = 1.0,
     empirical: Annotated[bool, typer.Option("--empirical", help="Overlay exponents measured on "
                                             "simulated networks (coarser grid).")] = False,
     empirical_points: Annotated[int, typer.Option(help="Measured grid points per axis.")] = 5,
@@ -182,7 +183,7 @@ def critical(
     depth: Annotated[Optional[int], typer.Option("--depth", help="Finite-depth exponents λ^(L) "
                                                  "of L layers (default: asymptotic).")] = None,
     q0: Q0 = 1.0,
-    rho0: Rho0 = 0.0,
+    rho0: ExponentRho0 = 1.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Critical initializations: where λ_a = 0, λ_g = 0, and both.

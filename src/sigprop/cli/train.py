@@ -96,6 +96,16 @@ def analyze(
     for cv in result.predictors:
         table.add_row(cv.name, f"{cv.r2:.3f} ± {cv.r2_sd:.3f}")
     console.print(table)
+    if result.definitions:
+        definitions = Table(title="every definition of the exponents: cross-validated R² of the "
+                                  "loss from (L·λ_a, L·λ_g)")
+        for column in ("exponents", "saturating", "spline", "L·λ at the lowest loss"):
+            definitions.add_column(column, justify="left" if column == "exponents" else "right")
+        for score in result.definitions:
+            a, g = score.at_minimum
+            definitions.add_row(score.definition.label, f"{score.r2_saturating:.3f}",
+                                f"{score.r2_spline:.3f}", f"({a:+.2f}, {g:+.2f})")
+        console.print(definitions)
     console.print(result.regions.to_string(index=False))
     low = result.minimum["lowest_loss"]
     console.print(f"lowest loss {low['loss']:.3f} at "
@@ -114,6 +124,8 @@ def reproduce(
     out: Annotated[Path, typer.Option(help="Output folder (report.md, figures, the sweep database).")] = Path("results/reproduce"),
     workers: Annotated[Optional[int], typer.Option(help="Worker processes for the sweep.")] = None,
     storage: Annotated[Optional[str], typer.Option(help="Sweep database (default OUT/sweep.sqlite).")] = None,
+    focus: Annotated[Path, typer.Option(help="Folder of a `sigprop focus` run whose result the "
+                                        "report includes, if there is one.")] = Path("results/focus"),
 ) -> None:
     """Reproduce the paper end to end into OUT/report.md (the main job).
 
@@ -124,5 +136,33 @@ def reproduce(
     if scale not in SCALES:
         raise InvalidHyperparameter(f"scale must be one of {', '.join(SCALES)}; got {scale!r}")
     start = time.perf_counter()
-    report = run_reproduction(out, SCALES[scale], storage, workers, log=console.print, arch=arch)
+    report = run_reproduction(out, SCALES[scale], storage, workers, log=console.print, arch=arch,
+                              focus=focus)
     console.print(f"report: {report}  ({(time.perf_counter() - start) / 60:.1f} min)")
+
+
+@app.command()
+@user_errors
+def focus(
+    out: Annotated[Path, typer.Option(help="Output folder (focus.sqlite, focus.md).")] = Path("results/focus"),
+    storage: Annotated[Optional[str], typer.Option(help="Study database (default OUT/focus.sqlite).")] = None,
+    main: Annotated[Optional[str], typer.Option(help="Storage of the coarse sweep whose minimum "
+                                                "is a candidate (default: results/reproduce/"
+                                                "sweep.sqlite if it exists).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes.")] = None,
+) -> None:
+    """Is the trained loss lowest at the crossing? Train a small (α, σ_w) grid around the
+    candidate optima, 3 seeds at depths 16 and 32 (about an hour on 2 CPU cores).
+
+    Candidates: the finite-depth crossing at each depth, the asymptotic closest approach and
+    the minimum of the coarse reproduction sweep. Rerunning resumes."""
+    from dataclasses import replace
+
+    from sigprop.focus import FocusScale, run_focus, write_focus_report
+
+    scale = FocusScale() if workers is None else replace(FocusScale(), workers=workers)
+    url = run_focus(out, scale, storage, log=console.print)
+    main = main or (str(Path("results/reproduce/sweep.sqlite"))
+                    if Path("results/reproduce/sweep.sqlite").exists() else None)
+    report = write_focus_report(out, url, scale, main)
+    console.print(f"report: {report}")

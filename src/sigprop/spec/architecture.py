@@ -180,10 +180,6 @@ class Architecture:
 
     def theory_layer(self, depth: int | None = None) -> Serial:
         """``layer`` after checking that the wide-limit theory covers it (``NotCovered``)."""
-        if self.values["causal"]:
-            raise NotCovered("the wide-limit theory covers bidirectional attention only (its "
-                             "tokens are exchangeable); measure causal networks with "
-                             "`sigprop simulate --causal` or `sigprop diagnose`")
         if self.values["block"] == "post" and self.values["norm"] == "dyt":
             raise NotCovered("post-norm DyT is not covered by the wide-limit theory: the stream "
                              "then holds tanh of Gaussians, whose whole distribution (not only "

@@ -44,7 +44,12 @@ def sign_label(values: np.ndarray, negative: str, otherwise: str) -> np.ndarray:
 
 def compute_exponents(layer: Serial, n_tokens: int, rho0: float = 0.0) -> Exponents:
     """λ_a at the collapsed line; λ_g at the state the forward map reaches from cosine ρ0.
-    All NaN where the norm has no fixed point (blocks with unit residuals)."""
+    All NaN where the norm has no fixed point (blocks with unit residuals). Causal layers get
+    the causal theory's exponents (``theory.causal.causal_exponents``)."""
+    from sigprop.theory.causal import causal_exponents, is_causal
+
+    if is_causal(layer):
+        return causal_exponents(layer, n_tokens)
     q_collapsed = collapsed_norm(layer, n_tokens)
     state = attracting_state(layer, n_tokens, rho0, q_collapsed)
     return Exponents(

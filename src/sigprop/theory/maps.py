@@ -22,6 +22,7 @@ from functools import singledispatch
 import numpy as np
 
 from sigprop.spec.components import MLP, DyT, LayerNorm, Residual, RMSNorm, SelfAttention, Serial
+from sigprop.spec.errors import NotCovered
 from sigprop.theory.attention import attention_moments
 from sigprop.theory.gaussian import cross_moments, diagonal_moments
 
@@ -114,10 +115,8 @@ def _(component: SelfAttention, geometry: Geometry, tangent: Tangent, n_tokens: 
     q (1 − ρ) δA δAᵀ adds q (1 − ρ) κ_1 T_2 to g_d and q (1 − ρ) κ_2 T_11 to g_o.
     """
     if component.causal:
-        raise NotImplementedError(
-            "the wide-limit maps assume bidirectional attention (permutation-symmetric tokens); "
-            "measure causal models with sigprop.measure"
-        )
+        raise NotCovered("these maps assume bidirectional attention (exchangeable tokens); "
+                         "causal layers go through sigprop.theory.causal")
     q, rho = geometry.q, np.clip(geometry.rho, 0.0, 1.0)
     sigma_A = np.asarray(component.sigma_A, float)
     m = attention_moments(n_tokens, sigma_A * q, rho, gradients=tangent is not None)

@@ -1,12 +1,15 @@
 """The exponents of a trained config at initialization, from the theory and measured on the LM.
 
-The wide-limit maps are for bidirectional attention; the LM is causal. So each config gets both:
+The LM is causal; the theory columns stored with each trial are those of its block made
+bidirectional (the paper's theory; ``sigprop.analysis.definitions`` adds the causal theory's
+at analysis time). So each config gets both:
 
 * theory (the config's block made bidirectional, wide limit, n tokens): the asymptotic λ_a and
   λ_g (``compute_exponents``; NaN for blocks without a norm fixed point), the finite-depth
-  λ_a^(L), λ_g^(L) at the trained depth L from q0 = 1, ρ0 = 0 (the LM's embedding gives
-  |x|² ≈ d and nearly orthogonal characters), and the state the maps predict at layer L:
-  log(1 − ρ_L) and log_jac_L = log(‖∂X_L/∂X_0‖_F² / (n d)) (docs/theory.md §6);
+  λ_a^(L), λ_g^(L) at the trained depth L of nearly collapsed inputs (q0 = 1, ρ0 → 1), and the
+  state the maps predict at layer L from q0 = 1, ρ0 = 0 (the LM's embedding gives |x|² ≈ d and
+  nearly orthogonal characters): log(1 − ρ_L) and log_jac_L = log(‖∂X_L/∂X_0‖_F² / (n d))
+  (docs/theory.md §6);
 * measured on the causal layers at the trained width (``sigprop.measure``, every config and
   seed one member of a vmapped ensemble): λ_a over layers L..2L of a 2L-layer network after the
   norm has settled, λ_g from log_jac over the second half of an L-layer network (the
@@ -49,11 +52,8 @@ def exponents_at_init(
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be an integer >= 1; got {seeds!r}")
     width = settings.width if width is None else width
-    by_structure: dict[tuple, list[int]] = defaultdict(list)
-    for index, config in enumerate(configs):
-        by_structure[lm_architecture(config).structure].append(index)
     results: list[dict] = [{} for _ in configs]
-    for indices in by_structure.values():
+    for indices in _by_structure(configs):
         group = [configs[i] for i in indices]
         theory = _theory(group, settings.depth, n_tokens)
         measured = _measured(group, settings.depth, width, n_tokens, list(range(seeds)))
@@ -63,20 +63,42 @@ def exponents_at_init(
     return results
 
 
+def theory_at_init(configs: list[dict], depth: int, n_tokens: int = 16) -> list[dict[str, float]]:
+    """The theory columns of ``exponents_at_init`` alone, per config (no network is built or
+    measured): lambda_a_theory, lambda_g_theory, lambda_a_depth_theory, lambda_g_depth_theory,
+    log_gap_L_theory, log_jac_L_theory at the trained ``depth``. The same code computes them
+    for the trials of a sweep, so a new config's values are comparable with theirs."""
+    results: list[dict[str, float]] = [{} for _ in configs]
+    for indices in _by_structure(configs):
+        theory = _theory([configs[i] for i in indices], depth, n_tokens)
+        for j, index in enumerate(indices):
+            results[index] = {k: float(v[j]) for k, v in theory.items()}
+    return results
+
+
+def _by_structure(configs: list[dict]) -> list[list[int]]:
+    """Indices of the configs grouped by structural options (one theory grid per group)."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for index, config in enumerate(configs):
+        groups[lm_architecture(config).structure].append(index)
+    return list(groups.values())
+
+
 def _theory(configs: list[dict], depth: int, n_tokens: int) -> dict[str, np.ndarray]:
     """Wide-limit theory of the bidirectional block, all configs as one broadcast grid."""
     blocks = [lm_architecture(c) for c in configs]
     columns = {h.name: np.array([b[h.name] for b in blocks], dtype=float) for h in HYPERPARAMETERS}
     layer = blocks[0].with_values(**columns, causal=False).theory_layer()
     exponents = compute_exponents(layer, n_tokens)
-    profile = depth_profile(layer, n_tokens, depth, 1.0, 0.0)
+    collapsed = depth_profile(layer, n_tokens, depth, 1.0, 1.0)  # λ^(L): ρ0 → 1
+    profile = depth_profile(layer, n_tokens, depth, 1.0, 0.0)  # the state at layer L
     with np.errstate(divide="ignore"):
         log_gap = np.log(np.maximum(1.0 - profile.rho[-1], 0.0))
     return {
         "lambda_a_theory": exponents.lambda_a,
         "lambda_g_theory": exponents.lambda_g,
-        "lambda_a_depth_theory": profile.lambda_a,
-        "lambda_g_depth_theory": profile.lambda_g,
+        "lambda_a_depth_theory": collapsed.lambda_a,
+        "lambda_g_depth_theory": collapsed.lambda_g,
         "log_gap_L_theory": log_gap,
         "log_jac_L_theory": profile.log_jac[-1],
     }

@@ -16,7 +16,9 @@ import numpy as np
 
 from sigprop.slices import Setting, finite_or_none
 from sigprop.spec import Architecture, InvalidHyperparameter, depth_or
-from sigprop.theory.depth import DepthProfile, depth_profile
+from sigprop.theory.causal import causal_trajectory, is_causal
+from sigprop.theory.depth import depth_profile
+from sigprop.theory.profile import DepthProfile
 from sigprop.theory.dynamics import trajectory as predict_trajectory
 from sigprop.theory.exponents import Exponents, compute_exponents, sign_label
 
@@ -40,12 +42,17 @@ class ExponentsReport:
         return bool(np.isfinite(self.asymptotic.q_collapsed))
 
     def to_json(self) -> dict[str, Any]:
-        """{"lambda_a", "lambda_g", "q_star", "rho_star", "q_collapsed", "phase", "gradients",
-        "architecture", "hyperparameters", "finite_depth"}; null for undefined values."""
+        """{"lambda_a", "lambda_g", "lambda_a_depth", "lambda_g_depth", "q_star", "rho_star",
+        "q_collapsed", "phase", "gradients", "architecture", "hyperparameters",
+        "finite_depth"}; the ``_depth`` exponents are λ^(L) (null without a depth), every
+        undefined value is null."""
         e = self.asymptotic
+        p = self.profile
         return {
             "lambda_a": finite_or_none(e.lambda_a),
             "lambda_g": finite_or_none(e.lambda_g),
+            "lambda_a_depth": None if p is None else finite_or_none(p.lambda_a),
+            "lambda_g_depth": None if p is None else finite_or_none(p.lambda_g),
             "q_star": finite_or_none(e.q_star),
             "rho_star": finite_or_none(e.rho_star),
             "q_collapsed": finite_or_none(e.q_collapsed),
@@ -60,6 +67,8 @@ class ExponentsReport:
         p = self.profile
         return {
             "depth": p.depth, "q0": self.q0, "rho0": self.rho0,
+            "definition": ("ρ0 → 1: nearly collapsed inputs, linearized" if self.rho0 >= 1.0
+                           else f"from ρ0 = {self.rho0:g}"),
             "q_L": float(p.q[-1]), "rho_L": float(p.rho[-1]), "log_jac_L": float(p.log_jac[-1]),
             "lambda_a": finite_or_none(p.lambda_a), "lambda_g": finite_or_none(p.lambda_g),
             "lambda_a_local": finite_or_none(p.local_lambda_a[-1]),
@@ -89,7 +98,7 @@ def exponents(
     n_tokens: int = 16,
     depth: int | None = None,
     q0: float = 1.0,
-    rho0: float = 0.0,
+    rho0: float = 1.0,
     **values: Any,
 ) -> ExponentsReport:
     """λ_a, λ_g and the attracting state (q*, ρ*) of the wide-limit theory at one
@@ -100,8 +109,11 @@ def exponents(
     (``sigma_w=1.5``, ``alpha=0.3``, ``norm="layer"``, ``heads=4`` …). With ``depth`` L, or
     when the block has no norm fixed point (unit residuals: the asymptotic exponents are then
     undefined and L defaults to the architecture's depth), the report adds the finite-depth
-    state q_L, ρ_L, log‖J_L‖² from (q0, ρ0), λ_a^(L), λ_g^(L) and the local rates at layer L.
-    Raises ``InvalidHyperparameter``.
+    state q_L, ρ_L, log‖J_L‖² from (q0, ρ0), λ_a^(L) = (1/L) log((1 − ρ_L)/(1 − ρ0)),
+    λ_g^(L) = (1/L) log(‖J_L‖_F²/(n d)) and the local rates at layer L. The default ρ0 = 1 is the
+    limit of nearly collapsed inputs, where λ_a^(L) = 0 is the edge of chaos (from ρ0 far from
+    1, λ_a^(L) measures relaxation towards the attractor instead). Raises
+    ``InvalidHyperparameter``.
     """
     block = Architecture.load(arch).with_values(**values)
     setting = Setting(n_tokens, depth, q0, rho0)  # validates them
@@ -122,7 +134,8 @@ def exponents(
 
 @dataclass(frozen=True)
 class TrajectoryReport:
-    """q_l, p_l, ρ_l and log_jac_l for l = 0..L (l = 0 the input)."""
+    """q_l, p_l, ρ_l and log_jac_l for l = 0..L (l = 0 the input); for causal attention the
+    position averages, with ``q_i`` and ``log_jac_i`` per position i (shape (L + 1, n))."""
 
     arch: Architecture
     n_tokens: int
@@ -130,15 +143,22 @@ class TrajectoryReport:
     p: np.ndarray
     rho: np.ndarray
     log_jac: np.ndarray
+    q_i: np.ndarray | None = None
+    log_jac_i: np.ndarray | None = None
 
     @property
     def depth(self) -> int:
         return self.q.shape[0] - 1
 
-    def layers(self) -> list[dict[str, float]]:
-        """[{"l", "q", "p", "rho", "log_jac"}, …]."""
-        return [{"l": l, "q": float(self.q[l]), "p": float(self.p[l]), "rho": float(self.rho[l]),
+    def layers(self) -> list[dict[str, Any]]:
+        """[{"l", "q", "p", "rho", "log_jac"}, …], causal: with "q_i" and "log_jac_i" lists."""
+        rows = [{"l": l, "q": float(self.q[l]), "p": float(self.p[l]), "rho": float(self.rho[l]),
                  "log_jac": float(self.log_jac[l])} for l in range(self.depth + 1)]
+        if self.q_i is not None:
+            for l, row in enumerate(rows):
+                row["q_i"] = self.q_i[l].tolist()
+                row["log_jac_i"] = self.log_jac_i[l].tolist()
+        return rows
 
     def to_json(self) -> dict[str, Any]:
         return {"layers": self.layers(), "architecture": self.arch.describe(),
@@ -156,11 +176,18 @@ def trajectory(
 ) -> TrajectoryReport:
     """Predicted q_l, ρ_l and log(‖∂X_l/∂X_0‖_F² / (n d)) for l = 0..L from input tokens with
     squared norm ``q0`` and cosine ``rho0``. ``depth`` defaults to the architecture's depth,
-    else 32. Other arguments as in ``exponents``."""
+    else 32. With causal attention (``causal=True``) the full n×n Gram matrices are propagated
+    (``sigprop.theory.causal``; a few seconds per 24 layers) and the report adds per-position
+    values. Other arguments as in ``exponents``."""
     block = Architecture.load(arch).with_values(**values)
     setting = Setting(n_tokens, depth_or(block, depth, 32), q0, rho0)  # validates them
     n_tokens, depth, q0, rho0 = setting.n_tokens, setting.depth, setting.q0, setting.rho0
-    path = predict_trajectory(block.theory_layer(depth), n_tokens, q0, rho0, depth)
+    layer = block.theory_layer(depth)
+    if is_causal(layer):
+        path = causal_trajectory(layer, n_tokens, q0, rho0, depth)
+        return TrajectoryReport(block.resolved(depth), n_tokens, path.q, path.p, path.rho,
+                                path.log_jac, path.q_i, path.log_jac_i)
+    path = predict_trajectory(layer, n_tokens, q0, rho0, depth)
     return TrajectoryReport(block.resolved(depth), n_tokens, path.q, path.p, path.rho,
                             path.log_jac)
 
