@@ -162,3 +162,14 @@ def test_every_definition_of_the_exponents_is_scored_from_the_hyperparameters():
     # the one the loss is made of must.
     assert max(scored["causal_finite_depth"].r2_saturating,
                scored["causal_finite_depth"].r2_spline) > 0.9
+
+
+def test_saturating_fit_on_fewer_points_than_parameters_predicts_the_mean():
+    """Six parameters cannot be fitted to five distinct points: the training mean instead."""
+    from sigprop.analysis.predictors import fit_saturating
+
+    X = np.column_stack([np.linspace(-5, 0, 5), np.linspace(0, 3, 5)])
+    y = np.array([3.0, 2.8, 2.7, 2.65, 2.9])
+    fitted = fit_saturating(X, y)
+    assert fitted.kind == "constant"
+    assert fitted(np.zeros((3, 2))) == pytest.approx(np.full(3, y.mean()))

@@ -271,7 +271,7 @@ def test_bad_input():
         causal_collapsed_profile(layer, 4, 0.0, 2)
     mixed = Serial((Residual(0.8, 0.6, Serial((SelfAttention(0.6, causal=True),))),
                     Residual(0.8, 0.6, Serial((SelfAttention(0.6),)))))
-    with pytest.raises(NotCovered, match="all attention"):
+    with pytest.raises(NotCovered, match="mixing causal and bidirectional"):
         causal_lambda_a(mixed, 4)
     grid = reference_layer(0.3, 0.3, 0.6, np.linspace(5.0, 6.0, 9), causal=True)
     with pytest.raises(NotCovered, match="at most 8"):

@@ -167,7 +167,8 @@ def analyze_study(storage: str, study: str, out: Path, x: str | None = None,
         raise InvalidHyperparameter(f"study '{study}' has no finished trials yet")
     base = study_architecture(attrs)
     result = analyze(trials, axes, int(attrs["fixed"]["depth"]),
-                     int(finished["vocab_size"].dropna().iloc[0]), cv_repeats, arch=base)
+                     int(finished["vocab_size"].dropna().iloc[0]), cv_repeats, arch=base,
+                     n_tokens=int(attrs["fixed"].get("measure_tokens", 16)))
     return result, write_training_figures(result, base, out)
 
 

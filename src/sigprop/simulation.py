@@ -199,8 +199,7 @@ def simulate_points(
         measured = trajectories[index]
         results.append(PointResult(angles[index],
                                    lambda_g_from_log_jac(measured["log_jac"], settings.burn_in)))
-        path = _predicted_path(point.theory_layer(settings.depth), settings)
-        theory = theory_exponents(point, settings, path)
+        theory, path = _theory(point, settings)
         theories.append(theory)
         frame = pd.DataFrame({"point": index, "l": np.arange(settings.depth + 1)})
         for key, values in measured.items():
@@ -222,18 +221,23 @@ def _structure_groups(layers: Sequence) -> list[list[int]]:
     return list(groups.values())
 
 
-def theory_exponents(point: Architecture, settings: SimulationSettings,
-                     path=None) -> dict[str, float]:
+def theory_exponents(point: Architecture, settings: SimulationSettings) -> dict[str, float]:
     """The wide-limit theory's exponents at one point, asymptotic ("lambda_a", "lambda_g";
     NaN without a norm fixed point) and over the layers the simulation measures them on:
     "lambda_g_window", the mean growth of log_jac after the burn-in, and "lambda_a_window", the
     mean growth of token differences on the collapsed trajectory from q = 1 over layers L..2L.
     At finite depth the forward state may still be on its way to the attractor, and blocks
-    without a fixed point have only these. ``path``: the predicted trajectory, if computed."""
+    without a fixed point have only these."""
+    return _theory(point, settings)[0]
+
+
+def _theory(point: Architecture, settings: SimulationSettings) -> tuple[dict[str, float], Any]:
+    """``theory_exponents`` and the predicted trajectory they use (computed once: for causal
+    attention it is a Monte Carlo trajectory)."""
     layer = point.theory_layer(settings.depth)
     n = settings.n_tokens
     e = compute_exponents(layer, n)
-    path = _predicted_path(layer, settings) if path is None else path
+    path = _predicted_path(layer, settings)
     window = (path.log_jac[-1] - path.log_jac[settings.burn_in]) / (settings.depth - settings.burn_in)
     if is_causal(layer):
         spread = causal_collapsed_profile(layer, n, 1.0, settings.angle_depth).log_spread
@@ -241,7 +245,7 @@ def theory_exponents(point: Architecture, settings: SimulationSettings,
     else:
         growth = collapsed_growth(layer, n, 1.0, settings.angle_depth)[settings.depth:]
     return {"lambda_a": float(e.lambda_a), "lambda_g": float(e.lambda_g),
-            "lambda_a_window": float(np.mean(growth)), "lambda_g_window": float(window)}
+            "lambda_a_window": float(np.mean(growth)), "lambda_g_window": float(window)}, path
 
 
 def _predicted_path(layer, settings: SimulationSettings):

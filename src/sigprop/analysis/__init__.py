@@ -38,7 +38,8 @@ class Analysis:
 
 
 def analyze(trials: pd.DataFrame, axes: list[str], depth: int, vocab_size: int,
-            cv_repeats: int = REPEATS, arch: Architecture | None = None) -> Analysis:
+            cv_repeats: int = REPEATS, arch: Architecture | None = None,
+            n_tokens: int = 16) -> Analysis:
     """Analyse finished trials of a sweep over ``axes`` (the swept hyperparameter columns of
     ``trials``); each predictor is cross-validated over ``cv_repeats`` fold assignments.
 
@@ -46,13 +47,15 @@ def analyze(trials: pd.DataFrame, axes: list[str], depth: int, vocab_size: int,
     asymptotic exponents) the finite-depth ones at the trained depth take their place in the
     ``lambda_*_theory`` columns, and ``Analysis.theory`` says "finite depth". With ``arch``
     (the study's block, its fixed values), every definition of the exponents
-    (``sigprop.analysis.definitions``) is computed for the trained points and scored."""
+    (``sigprop.analysis.definitions``) is computed for the trained points with ``n_tokens``
+    tokens (the study's measurement setting) and scored."""
     outcomes = trial_outcomes(trials, vocab_size)
     if outcomes.empty:
         raise ValueError("no finished trials to analyse")
     if arch is not None:
         unique = outcomes[axes].drop_duplicates()
-        outcomes = outcomes.merge(definition_columns(unique, arch, depth), on=axes, how="left")
+        outcomes = outcomes.merge(definition_columns(unique, arch, depth, n_tokens), on=axes,
+                                  how="left")
     theory = "asymptotic"
     if outcomes[["lambda_a_theory", "lambda_g_theory"]].isna().any().any():
         theory = "finite depth"

@@ -30,6 +30,7 @@ from scipy.optimize import least_squares
 
 _FOLDS = 5
 REPEATS = 10
+_SATURATING_PARAMETERS = 6  # a, b and a step position and steepness per feature
 _SMOOTHING = (1e-3, 1e-2, 1e-1, 1.0)
 
 
@@ -126,6 +127,10 @@ def fit_saturating(X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = Non
     deviation. Started from several step positions and both directions; the best fit is kept.
     """
     X = np.asarray(X, float)
+    if len(np.unique(X, axis=0)) <= _SATURATING_PARAMETERS:
+        # Fewer distinct points than parameters: the fit is not determined (and the solver
+        # wanders); predict the training mean, as the spline does on degenerate features.
+        return FittedModel.from_parameters("constant", {"value": float(np.mean(y))})
     centre, scale = X.mean(axis=0), X.std(axis=0) + 1e-12
     Z = (X - centre) / scale
     low_y, high_y = float(y.min()), float(y.max())

@@ -436,11 +436,7 @@ def _mode_attention(modes: np.ndarray) -> Attend:
 def _collapsed_exponent(layer: Serial, n: int, modes: np.ndarray,
                         q_star: np.ndarray | None) -> np.ndarray:
     """log max over ``modes`` of f(μ), the layer map's eigenvalue on mode μ at (q*, collapse)."""
-    kinds = {a.causal for a in find(layer, SelfAttention)}
-    if len(kinds) > 1:
-        raise NotCovered("the collapsed exponents need all attention components of a layer to "
-                         "be causal, or all bidirectional (their averaging matrices do not share "
-                         "eigenvectors otherwise)")
+    is_causal(layer)  # raises for a layer mixing causal and bidirectional attention
     q_star = collapsed_norm(_bidirectional(layer), n) if q_star is None else q_star
     settled = np.isfinite(q_star)
     out = np.full(q_star.shape, np.nan)
