@@ -85,7 +85,9 @@ class ExponentsReport:
             if not self.has_fixed_point:
                 text = ("No norm fixed point: q grows with depth (to q_L = "
                         f"{float(p.q[-1]):.3g} at L = {p.depth}), so the rates change from layer "
-                        f"to layer; over the L layers from q0 = {self.q0:g}, ρ0 = {self.rho0:g}: "
+                        f"to layer; over the L layers from q0 = {self.q0:g}, "
+                        + ("ρ0 → 1 (nearly collapsed inputs): " if self.rho0 >= 1.0
+                           else f"ρ0 = {self.rho0:g}: ")
                         + text)
             return text
         e = self.asymptotic
