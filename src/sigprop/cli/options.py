@@ -112,6 +112,9 @@ Width = Annotated[int, typer.Option("--width", help="Width d of the simulated ne
 Seeds = Annotated[int, typer.Option("--seeds", help="Number of random networks per point.")]
 Seed = Annotated[int, typer.Option("--seed", help="First seed; networks use seed, seed + 1, ….")]
 Probes = Annotated[int, typer.Option("--n-probes", help="Random probes for ‖J‖² per network.")]
+Device = Annotated[str, typer.Option("--device", help="Where torch runs: auto (CUDA when "
+                                     "available), cpu, cuda or cuda:N. The theory stays on the "
+                                     "CPU.")]
 AxisOpt = Annotated[Optional[str], typer.Option(help="Axis: any numeric hyperparameter or alias "
                                                 "(alpha, branch, sigma-w, …).")]
 Range = Annotated[Optional[tuple[float, float]], typer.Option(help="Range LOW HIGH.")]
