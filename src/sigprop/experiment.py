@@ -11,13 +11,15 @@ study describes its models completely.
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from sigprop.data import copy_task, shakespeare
 from sigprop.spec import Architecture, InvalidHyperparameter, axis, canonical_names, depth_or
 from sigprop.spec.declarations import HYPERPARAMETERS, OPTIONS
 from sigprop.sweep import Evaluate, SweepSpec
+from sigprop.sweep.screen import DEFAULT_TAU, Screen, screen_samples
 from sigprop.train import TrainSettings, exponents_at_init, train_together
 from sigprop.train.model import CONFIG_KEYS, lm_architecture
 
@@ -37,12 +39,19 @@ def sweep_spec(
     sample_seed: int,
     *,
     depth: int | None = None,
+    screen: Mapping[str, Any] | None = None,
+    on_screen: Callable[[int, int], None] | None = None,
     **training: Any,
 ) -> SweepSpec:
     """The ``SweepSpec`` of a training sweep of the block ``arch`` (with ``values``): ``grid``
     entries "NAME=v1,v2,…" (any numeric hyperparameter or alias, or seed) crossed with
     ``samples`` quasi-random points of the ``sample`` box "NAME=LOW:HIGH"; ``training``:
-    ``TrainSettings`` fields and "data". Every value is checked before any work."""
+    ``TrainSettings`` fields and "data". Every value is checked before any work.
+
+    ``screen``: keep only sampled points whose theory exponents at the trained depth pass
+    ``sigprop.sweep.screen.Screen(**screen)`` ({} for its defaults, or "tau_a", "tau_g",
+    "definition"): |L·λ_a| ≤ τ_a and |L·λ_g| ≤ τ_g, the first ``samples`` points of the Halton
+    sequence that do (``screen_samples``; ``on_screen(examined, kept)`` reports progress)."""
     if values.get("causal") is False:
         raise InvalidHyperparameter("a sweep trains causal language models: drop --no-causal")
     block = Architecture.load(arch).with_values(**values)
@@ -78,8 +87,21 @@ def sweep_spec(
     fixed |= {"depth": depth, **training}
     if "seed" not in swept:
         fixed["seed"] = 0
-    return SweepSpec(grid=swept, fixed=_plain(fixed), sampled=ranges, samples=samples,
+    spec = SweepSpec(grid=swept, fixed=_plain(fixed), sampled=ranges, samples=samples,
                      sample_seed=sample_seed)
+    if screen is None:
+        return spec
+    for key, flag in (("tau_a", "--screen-lambda-a"), ("tau_g", "--screen-lambda-g")):
+        tau = screen.get(key, DEFAULT_TAU)
+        if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau >= 0):
+            raise InvalidHyperparameter(f"{flag}: must be a finite number >= 0 (a bound on "
+                                        f"|L·λ| at the trained depth); got {tau}")
+    if not ranges:
+        raise InvalidHyperparameter("--screen: screens the points of a search; give --sample "
+                                    "NAME=LOW:HIGH and --samples N")
+    screener = Screen(**screen, depth=depth,
+                      n_tokens=int(training.get("measure_tokens", _MEASURE["measure_tokens"])))
+    return screen_samples(spec, screener, on_screen)
 
 
 def make_evaluate() -> Evaluate:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sigprop.cli.app import app, console, user_errors
@@ -47,6 +50,15 @@ def sweep(
     data: Annotated[str, typer.Option(help="shakespeare, or copy (a fast synthetic task).")] = "shakespeare",
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the "
                                           "training step (faster after a one-off ~30–60 s).")] = True,
+    screen: Annotated[bool, typer.Option("--screen", help="Train only --sample points near "
+                                         "criticality: the first --samples points of the "
+                                         "sequence with |L·λ_a| <= --screen-lambda-a and "
+                                         "|L·λ_g| <= --screen-lambda-g (theory, finite depth "
+                                         "L, rho0 -> 1); the others cost no training.")] = False,
+    screen_lambda_a: Annotated[Optional[float], typer.Option(
+        "--screen-lambda-a", help="Bound on |L·λ_a| of --screen (default 3).")] = None,
+    screen_lambda_g: Annotated[Optional[float], typer.Option(
+        "--screen-lambda-g", help="Bound on |L·λ_g| of --screen (default 3).")] = None,
 ) -> None:
     """Train a grid, or a quasi-random search, of initializations as causal character LMs
     (an Optuna study).
@@ -56,10 +68,24 @@ def sweep(
     from sigprop.experiment import sweep_spec
     from sigprop.sweep import normalize_storage, run_sweep
 
-    spec = sweep_spec(arch, values, grid or [], sample or [], samples, sample_seed, depth=depth,
-                      width=width, context=context, batch=batch, steps=steps, lr=lr, data=data,
-                      compile=compile)
+    given = {"--screen-lambda-a": screen_lambda_a, "--screen-lambda-g": screen_lambda_g}
+    if not screen and any(v is not None for v in given.values()):
+        raise InvalidHyperparameter(f"{next(k for k, v in given.items() if v is not None)}: "
+                                    "only with --screen")
+    box = ({key: v for key, v in zip(("tau_a", "tau_g"), given.values()) if v is not None}
+           if screen else None)
+    start = time.perf_counter()
+    with _screen_progress(samples if screen else 0) as on_screen:
+        spec = sweep_spec(arch, values, grid or [], sample or [], samples, sample_seed,
+                          depth=depth, screen=box, on_screen=on_screen, width=width,
+                          context=context, batch=batch, steps=steps, lr=lr, data=data,
+                          compile=compile)
     url = normalize_storage(storage, out / "sweep.sqlite")
+    if spec.screen:
+        console.print(f"screen: kept {spec.samples} of the first {spec.screen['candidates']} "
+                      f"points (|L·λ_a| <= {spec.screen['tau_a']:g}, |L·λ_g| <= "
+                      f"{spec.screen['tau_g']:g} at L = {spec.screen['depth']}) in "
+                      f"{time.perf_counter() - start:.1f} s")
     console.print(f"sweep '{study}': {len(spec.configurations())} configurations in {url}")
     run_sweep(url, study, spec, "sigprop.experiment:make_evaluate", workers=workers,
               batch_size=batch_size)
@@ -166,3 +192,16 @@ def focus(
                     if Path("results/reproduce/sweep.sqlite").exists() else None)
     report = write_focus_report(out, url, scale, main)
     console.print(f"report: {report}")
+
+
+@contextlib.contextmanager
+def _screen_progress(samples: int):
+    """A transient progress bar of the points a screen kept (none without a screen)."""
+    if not samples:
+        yield None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("screening: points kept", total=samples)
+        yield lambda examined, kept: bar.update(
+            task, completed=kept, description=f"screening {examined} candidates: points kept")

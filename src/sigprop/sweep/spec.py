@@ -31,7 +31,10 @@ class SweepSpec:
     setting to its range [low, high]; the points are a scrambled Halton sequence of the box
     (a low-discrepancy "random search": it fills the box more evenly than independent draws,
     so a predictor's cross-validation sees off-grid initializations), fixed by
-    ``sample_seed``. ``fixed`` holds every other setting. A name belongs to one of the three.
+    ``sample_seed``; ``sample_positions``, when given, picks ``samples`` points of that
+    sequence by position instead of its first ``samples`` (a screen chose them:
+    ``sigprop.sweep.screen``, described in ``screen``). ``fixed`` holds every other setting. A
+    name belongs to one of the three.
     """
 
     grid: dict[str, list[float]]
@@ -39,6 +42,8 @@ class SweepSpec:
     sampled: dict[str, list[float]] = field(default_factory=dict)
     samples: int = 0
     sample_seed: int = 0
+    sample_positions: list[int] | None = None
+    screen: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.grid and not self.sampled:
@@ -65,6 +70,14 @@ class SweepSpec:
         if isinstance(self.sample_seed, bool) or not isinstance(self.sample_seed, int) \
                 or self.sample_seed < 0:
             raise ValueError(f"sample_seed: must be an integer >= 0; got {self.sample_seed!r}")
+        if self.sample_positions is not None:
+            positions = self.sample_positions
+            if (not isinstance(positions, (list, tuple)) or len(positions) != self.samples
+                    or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                               for i in positions)
+                    or any(b <= a for a, b in zip(positions, positions[1:]))):
+                raise ValueError(f"sample_positions: must be {self.samples} increasing "
+                                 f"integers >= 0 (one per sample); got {positions!r:.200}")
         for name, value in self.fixed.items():
             _check_scalar(f"fixed[{name!r}]", value)
         parts = {"grid": set(self.grid), "sampled": set(self.sampled), "fixed": set(self.fixed)}
@@ -83,26 +96,39 @@ class SweepSpec:
 
     def sample_points(self) -> list[dict]:
         """The ``samples`` points of the ``sampled`` box (one empty point if nothing is
-        sampled), values rounded to 6 significant digits so that they read and store exactly
-        (and kept inside the box)."""
+        sampled): the first ones of ``sequence``, or those at ``sample_positions``."""
         if not self.sampled:
             return [{}]
+        positions = self.sample_positions
+        if positions is None:
+            return self.sequence(self.samples)
+        points = self.sequence(positions[-1] + 1)
+        return [points[i] for i in positions]
+
+    def sequence(self, n: int) -> list[dict]:
+        """The first ``n`` points of the scrambled Halton sequence of the ``sampled`` box (seed
+        ``sample_seed``; a longer sequence starts with the shorter one), values rounded to 6
+        significant digits so that they read and store exactly (and kept inside the box)."""
         names = list(self.sampled)
-        unit = qmc.Halton(d=len(names), scramble=True, seed=self.sample_seed).random(self.samples)
+        unit = qmc.Halton(d=len(names), scramble=True, seed=self.sample_seed).random(n)
         low, high = np.array([self.sampled[k] for k in names], dtype=float).T
-        rounded = np.vectorize(lambda v: float(f"{v:.6g}"))(qmc.scale(unit, low, high))
+        rounded = np.vectorize(lambda v: float(f"{v:.6g}"), otypes=[float])(
+            qmc.scale(unit, low, high))
         return [dict(zip(names, map(float, row))) for row in np.clip(rounded, low, high)]
 
     def to_json(self) -> dict[str, Any]:
         return {"grid": {k: list(v) for k, v in self.grid.items()}, "fixed": dict(self.fixed),
                 "sampled": {k: list(v) for k, v in self.sampled.items()},
-                "samples": self.samples, "sample_seed": self.sample_seed}
+                "samples": self.samples, "sample_seed": self.sample_seed,
+                "sample_positions": self.sample_positions, "screen": self.screen}
 
     @classmethod
     def from_json(cls, attrs: dict[str, Any]) -> SweepSpec:
-        """The spec from ``to_json``'s dict (studies written before sampling have no ranges)."""
+        """The spec from ``to_json``'s dict (studies written before sampling have no ranges,
+        those written before screening no positions)."""
         return cls(grid=attrs["grid"], fixed=attrs["fixed"], sampled=attrs.get("sampled", {}),
-                   samples=attrs.get("samples", 0), sample_seed=attrs.get("sample_seed", 0))
+                   samples=attrs.get("samples", 0), sample_seed=attrs.get("sample_seed", 0),
+                   sample_positions=attrs.get("sample_positions"), screen=attrs.get("screen"))
 
     def swept(self) -> list[str]:
         """The names of the swept settings, sampled ones first."""

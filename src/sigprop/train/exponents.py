@@ -30,6 +30,7 @@ from sigprop.train.model import lm_architecture, lm_layer
 from sigprop.train.trainer import TrainSettings
 
 PROBES = 2
+DEFINITIONS = ("finite-depth", "asymptotic")  # of the exponents in ``depth_exponents``
 
 
 def exponents_at_init(
@@ -84,13 +85,49 @@ def _by_structure(configs: list[dict]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _theory(configs: list[dict], depth: int, n_tokens: int) -> dict[str, np.ndarray]:
-    """Wide-limit theory of the bidirectional block, all configs as one broadcast grid."""
+def depth_exponents(configs: list[dict], depth: int, n_tokens: int = 16,
+                    definition: str = "finite-depth") -> np.ndarray:
+    """L·λ_a and L·λ_g of each config's bidirectional block at depth L = ``depth``, shape (N, 2),
+    computed as the trial columns of ``exponents_at_init`` are (no network is built).
+
+    ``definition`` "finite-depth": L·λ_a^(L) = log((1 − ρ_L)/(1 − ρ_0)) and
+    L·λ_g^(L) = log(‖J_L‖_F²/(n d)) over the L layers from nearly collapsed inputs (q0 = 1,
+    ρ0 → 1), the columns lambda_*_depth_theory times L; "asymptotic": L times the per-layer
+    exponents at the norm fixed point (lambda_*_theory; NaN without a fixed point).
+    """
+    if definition not in DEFINITIONS:
+        raise ValueError(f"definition must be one of {', '.join(DEFINITIONS)}; got {definition!r}")
+    result = np.empty((len(configs), 2))
+    for indices in _by_structure(configs):
+        layer = _theory_layer([configs[i] for i in indices])
+        if definition == "asymptotic":
+            e = compute_exponents(layer, n_tokens)
+            a, g = e.lambda_a, e.lambda_g
+        else:
+            p = _collapsed_profile(layer, n_tokens, depth)
+            a, g = p.lambda_a, p.lambda_g
+        result[indices] = depth * np.column_stack([np.broadcast_to(a, len(indices)),
+                                                   np.broadcast_to(g, len(indices))])
+    return result
+
+
+def _theory_layer(configs: list[dict]):
+    """The configs' bidirectional blocks as one broadcast theory layer (one structure)."""
     blocks = [lm_architecture(c) for c in configs]
     columns = {h.name: np.array([b[h.name] for b in blocks], dtype=float) for h in HYPERPARAMETERS}
-    layer = blocks[0].with_values(**columns, causal=False).theory_layer()
+    return blocks[0].with_values(**columns, causal=False).theory_layer()
+
+
+def _collapsed_profile(layer, n_tokens: int, depth: int):
+    """The finite-depth profile of nearly collapsed inputs (q0 = 1, ρ0 → 1): λ^(L)."""
+    return depth_profile(layer, n_tokens, depth, 1.0, 1.0)
+
+
+def _theory(configs: list[dict], depth: int, n_tokens: int) -> dict[str, np.ndarray]:
+    """Wide-limit theory of the bidirectional block, all configs as one broadcast grid."""
+    layer = _theory_layer(configs)
     exponents = compute_exponents(layer, n_tokens)
-    collapsed = depth_profile(layer, n_tokens, depth, 1.0, 1.0)  # λ^(L): ρ0 → 1
+    collapsed = _collapsed_profile(layer, n_tokens, depth)  # λ^(L): ρ0 → 1
     profile = depth_profile(layer, n_tokens, depth, 1.0, 0.0)  # the state at layer L
     with np.errstate(divide="ignore"):
         log_gap = np.log(np.maximum(1.0 - profile.rho[-1], 0.0))
