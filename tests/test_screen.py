@@ -150,18 +150,24 @@ def _sigprop(*args: str, cwd, monkeypatch):
 
 
 def test_sweep_screen_flag_trains_only_points_inside_the_box(tmp_path, monkeypatch):
-    out = _sigprop("sweep", "--sample", "alpha=0.05:0.95", "--sample", "sigma-w=0.3:6",
-                   "--samples", "3", "--screen", "--screen-lambda-a", "0.5",
-                   "--screen-lambda-g", "0.5", "--data", "copy", "--depth", "4", "--width", "8",
-                   "--context", "8", "--batch", "2", "--steps", "2", "--workers", "1",
-                   "--batch-size", "3", "--no-compile", "--out", "sweep", cwd=tmp_path,
-                   monkeypatch=monkeypatch)
+    command = ["sweep", "--sample", "alpha=0.05:0.95", "--sample", "sigma-w=0.3:6",
+               "--samples", "3", "--screen", "--screen-lambda-a", "0.5",
+               "--screen-lambda-g", "0.5", "--data", "copy", "--depth", "4", "--width", "8",
+               "--context", "8", "--batch", "2", "--steps", "2", "--workers", "1",
+               "--batch-size", "3", "--no-compile", "--out", "sweep"]
+    out = _sigprop(*command, cwd=tmp_path, monkeypatch=monkeypatch)
     assert out.exit_code == 0, out.stderr
     assert "screen: kept 3 of the first" in out.stdout
-    trials = trials_frame(normalize_storage(None, tmp_path / "sweep" / "sweep.sqlite"), "sweep")
+    url = normalize_storage(None, tmp_path / "sweep" / "sweep.sqlite")
+    trials = trials_frame(url, "sweep")
     assert len(trials) == 3 and set(trials["status"]) <= {"complete", "diverged"}
     assert (4 * trials["lambda_a_depth_theory"]).abs().max() <= 0.5
     assert (4 * trials["lambda_g_depth_theory"]).abs().max() <= 0.5
+    assert set(trials["device"]) == {"cpu"}  # --device auto, on this machine
+    # The same sweep goes on with another --device: the device is not part of the study.
+    out = _sigprop(*command, "--device", "cpu", cwd=tmp_path, monkeypatch=monkeypatch)
+    assert out.exit_code == 0, out.stderr
+    assert list(trials_frame(url, "sweep")["number"]) == list(trials["number"])
 
 
 @pytest.mark.parametrize("args, named", [

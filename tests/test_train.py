@@ -9,9 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from typer.testing import CliRunner
+
 import sigprop.train.exponents as train_exponents
-from sigprop.spec import Residual, SelfAttention, Serial, reference_layer
+from sigprop.cli import app
 from sigprop.data import Batches, copy_task, evaluation_windows
+from sigprop.devices import resolve_device
+from sigprop.experiment import sweep_spec
+from sigprop.spec import Residual, SelfAttention, Serial, reference_layer
+from sigprop.sweep import load_factory
 from sigprop.theory.exponents import compute_exponents
 from sigprop.train import (
     TrainSettings,
@@ -35,7 +41,7 @@ CONFIGS = [
     {"alpha": 0.9, "sigma_w": 0.5, "seed": 2},
 ]
 SMALL = TrainSettings(depth=2, width=16, context=8, batch=4, steps=6, lr=1e-2, eval_windows=4,
-                      compile=False, members_per_pass=2)
+                      compile=False, members_per_pass=2, device="cpu")
 
 
 @pytest.fixture(autouse=True)
@@ -262,3 +268,66 @@ def test_a_failing_compiler_falls_back_to_eager(corpus, monkeypatch):
         _member_losses.cache_clear()
     expected = train_together(CONFIGS[:1], corpus, SMALL)
     assert results[0]["loss_curve"] == expected[0]["loss_curve"]
+
+
+def test_settings_take_a_device_and_training_runs_there(corpus):
+    assert TrainSettings(device="cpu").device == torch.device("cpu")
+    assert TrainSettings().device == resolve_device("auto")  # the default: CUDA when available
+    for bad in ("tpu", "cuda:x", 3):
+        with pytest.raises(ValueError, match="device"):
+            TrainSettings(device=bad)
+    # Everything a step touches is on the settings' device (on a CPU-only machine this runs
+    # the device path; the CUDA test below checks the moves themselves).
+    seen = []
+    real_step = StackedRun.step
+
+    def spy(self, inputs, targets):
+        seen.append({inputs.device, targets.device, self.active.device,
+                     *(p.device for p in self.params.values())})
+        return real_step(self, inputs, targets)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StackedRun, "step", spy)
+        results = train_together(CONFIGS, corpus, SMALL)
+    assert seen and all(devices == {SMALL.device} for devices in seen)
+    assert all(math.isfinite(r["test_loss"]) for r in results)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_matches_the_cpu_from_the_same_draws(corpus):
+    """Initialization and data are drawn on the CPU and moved: on CUDA the same models train
+    on the same batches, and only the arithmetic rounds differently (compiled there too)."""
+    runs = {}
+    for device in ("cpu", "cuda"):
+        settings = TrainSettings(**{**vars(SMALL), "device": device, "compile": True})
+        per_step = []
+        train_together(CONFIGS, corpus, settings, on_step=lambda step, l: per_step.append(l))
+        runs[device] = np.array(per_step)
+    np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=1e-5)
+    np.testing.assert_allclose(runs["cuda"], runs["cpu"], rtol=1e-3)
+
+
+def test_sweeps_train_on_a_device_that_is_not_part_of_the_study():
+    evaluate = load_factory("sigprop.experiment:make_evaluate", device="cpu")
+    assert evaluate.keywords["device"] == torch.device("cpu")
+    with pytest.raises(ValueError, match="device"):
+        load_factory("sigprop.experiment:make_evaluate", device="tpu")
+    spec = sweep_spec(None, {}, ["alpha=0.2,0.5"], [], 0, 0, depth=2, steps=2, data="copy")
+    assert "device" not in spec.fixed  # the same study goes on on any machine
+    config = {**spec.fixed, "alpha": 0.2, "width": 8, "context": 8, "batch": 2,
+              "compile": False, "measure_width": 32, "measure_seeds": 1}
+    result = evaluate([config])[0]
+    assert result["device"] == "cpu" and math.isfinite(result["test_loss"])
+    with pytest.raises(ValueError, match="unknown sweep settings"):
+        evaluate([{**config, "device": "cpu"}])
+
+
+@pytest.mark.parametrize("command", [["sweep", "--grid", "alpha=0.2,0.5"], ["reproduce"],
+                                     ["focus"]])
+def test_a_bad_device_exits_2_with_one_line_before_any_work(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    for device in ("tpu", *(() if torch.cuda.is_available() else ("cuda",))):
+        out = CliRunner().invoke(app, [*command, "--device", device, "--out", "out"])
+        assert out.exit_code == 2 and "device" in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -11,11 +11,15 @@ study describes its models completely.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import fields
 from typing import Any, Callable, Mapping
 
+import torch
+
 from sigprop.data import copy_task, shakespeare
+from sigprop.devices import resolve_device
 from sigprop.spec import Architecture, InvalidHyperparameter, axis, canonical_names, depth_or
 from sigprop.spec.declarations import HYPERPARAMETERS, OPTIONS
 from sigprop.sweep import Evaluate, SweepSpec
@@ -24,7 +28,8 @@ from sigprop.train import TrainSettings, exponents_at_init, train_together
 from sigprop.train.model import CONFIG_KEYS, lm_architecture
 
 CORPORA = {"shakespeare": shakespeare, "copy": copy_task}
-_SETTINGS = {f.name for f in fields(TrainSettings)} - {"seed", "dtype"}
+# The device is not a setting of the study: the same study may go on on another machine.
+_SETTINGS = {f.name for f in fields(TrainSettings)} - {"seed", "dtype", "device"}
 # Settings of the measurement of the exponents at initialization, not of training.
 _MEASURE = {"measure_tokens": 16, "measure_seeds": 2, "measure_width": 128}
 DEFAULT_DEPTH = 16
@@ -104,23 +109,24 @@ def sweep_spec(
     return screen_samples(spec, screener, on_screen)
 
 
-def make_evaluate() -> Evaluate:
-    """The ``Evaluate`` of training sweeps (named "sigprop.experiment:make_evaluate" in
-    ``run_sweep``, which imports it in every worker process)."""
-    return evaluate
+def make_evaluate(device: str = "auto") -> Evaluate:
+    """The ``Evaluate`` of training sweeps on ``device`` (named
+    "sigprop.experiment:make_evaluate" in ``run_sweep``, which imports it in every worker
+    process and passes the device as a factory argument). ``ValueError`` for a bad device."""
+    return functools.partial(evaluate, device=resolve_device(device))
 
 
-def evaluate(configs: list[dict]) -> list[dict]:
+def evaluate(configs: list[dict], device: str | torch.device = "auto") -> list[dict]:
     """Exponents at initialization and training outcome of each config, trained together.
 
     Per config: the theory exponents (bidirectional maps) and those measured on the causal LM's
-    layers at init (``exponents_at_init``), then ``train_together``'s status and losses.
-    Configs with different structural options are trained in separate stacks (one template
-    each).
+    layers at init (``exponents_at_init``, on the CPU), then ``train_together``'s status and
+    losses, trained on ``device``, and the "device" itself. Configs with different structural
+    options are trained in separate stacks (one template each).
     """
     shared = _shared_settings(configs)
     settings = TrainSettings(**{k: v for k, v in shared.items() if k in _SETTINGS},
-                             seed=int(shared.get("data_seed", 0)))
+                             seed=int(shared.get("data_seed", 0)), device=device)
     corpus = CORPORA[shared.get("data", "shakespeare")]()
     points = [{k: v for k, v in config.items() if k in CONFIG_KEYS} for config in configs]
     at_init = exponents_at_init(
@@ -134,8 +140,8 @@ def evaluate(configs: list[dict]) -> list[dict]:
         members = [i for i, s in enumerate(structures) if s == structure]
         for i, outcome in zip(members, train_together([points[i] for i in members], corpus, settings)):
             trained[i] = outcome
-    return [{**exponents, **outcome, "vocab_size": corpus.vocab_size}
-            for exponents, outcome in zip(at_init, trained)]
+    return [{**exponents, **outcome, "vocab_size": corpus.vocab_size,
+             "device": str(settings.device)} for exponents, outcome in zip(at_init, trained)]
 
 
 def study_architecture(attrs: dict) -> Architecture:

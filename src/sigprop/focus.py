@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from sigprop.analysis.outcomes import point_outcomes, trial_outcomes
+from sigprop.devices import resolve_device
 from sigprop.experiment import sweep_spec
 from sigprop.slices import critical
 from sigprop.spec import Architecture
@@ -83,13 +84,16 @@ def candidates(scale: FocusScale, depth: int, arch: Architecture | str | None = 
 
 
 def run_focus(out: Path, scale: FocusScale = FocusScale(), storage: str | None = None,
-              log: Callable[[str], None] = print) -> str:
-    """Train every depth's grid (resuming what is stored); returns the storage URL."""
+              log: Callable[[str], None] = print, device: str = "auto") -> str:
+    """Train every depth's grid on ``device`` (``sigprop.devices``; resuming what is stored);
+    returns the storage URL."""
+    resolve_device(device)
     url = normalize_storage(storage, out / "focus.sqlite")
     for depth in scale.depths:
         log(f"focused study at depth {depth}")
         run_sweep(url, study_name(depth), focus_spec(scale, depth), "sigprop.experiment:make_evaluate",
-                  workers=scale.workers, batch_size=scale.batch_size)
+                  workers=scale.workers, batch_size=scale.batch_size,
+                  factory_kwargs={"device": device})
     return url
 
 

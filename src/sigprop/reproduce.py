@@ -22,6 +22,7 @@ import numpy as np
 
 from sigprop.analysis import Analysis, analyze
 from sigprop.analysis.predictors import REPEATS
+from sigprop.devices import resolve_device
 from sigprop.diagrams import phase_diagram
 from sigprop.experiment import study_architecture, sweep_spec
 from sigprop.plots.simulate import plot_simulation
@@ -80,10 +81,12 @@ STUDY = "reference-lm-alpha-sigma_w"
 
 def reproduce(out: Path, scale: Scale, storage: str | None = None, workers: int | None = None,
               log: Callable[[str], None] = print, arch: str | Architecture | None = None,
-              focus: Path | None = None) -> Path:
+              focus: Path | None = None, device: str = "auto") -> Path:
     """Run the four stages into ``out`` and write ``out/report.md``; returns its path. With
     ``focus``, a folder where ``sigprop focus`` wrote its ``focus.json``, the report adds the
-    focused study's result."""
+    focused study's result. The sweep trains on ``device`` (``sigprop.devices``; checked
+    first)."""
+    resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     default = Architecture.load(arch)
@@ -115,7 +118,8 @@ def reproduce(out: Path, scale: Scale, storage: str | None = None, workers: int 
                       data="shakespeare", compile=scale.compile)
     study = STUDY if default.name == "reference" else f"{default.name}-lm-{x_key}-sigma_w"
     run_sweep(storage, study, spec, "sigprop.experiment:make_evaluate",
-              workers=workers or scale.workers, batch_size=scale.batch_size)
+              workers=workers or scale.workers, batch_size=scale.batch_size,
+              factory_kwargs={"device": device})
     timings["sweep"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sigprop.cli.app import app, console, user_errors
-from sigprop.cli.options import architecture_options
+from sigprop.cli.options import Device, architecture_options
 from sigprop.spec import InvalidHyperparameter
 
 
@@ -59,15 +59,18 @@ def sweep(
         "--screen-lambda-a", help="Bound on |L·λ_a| of --screen (default 3).")] = None,
     screen_lambda_g: Annotated[Optional[float], typer.Option(
         "--screen-lambda-g", help="Bound on |L·λ_g| of --screen (default 3).")] = None,
+    device: Device = "auto",
 ) -> None:
     """Train a grid, or a quasi-random search, of initializations as causal character LMs
     (an Optuna study).
 
     Each configuration is a trial. Rerunning the same command resumes: finished trials are kept,
     interrupted ones rerun."""
+    from sigprop.devices import resolve_device
     from sigprop.experiment import sweep_spec
     from sigprop.sweep import normalize_storage, run_sweep
 
+    resolve_device(device)
     given = {"--screen-lambda-a": screen_lambda_a, "--screen-lambda-g": screen_lambda_g}
     if not screen and any(v is not None for v in given.values()):
         raise InvalidHyperparameter(f"{next(k for k, v in given.items() if v is not None)}: "
@@ -88,7 +91,7 @@ def sweep(
                       f"{time.perf_counter() - start:.1f} s")
     console.print(f"sweep '{study}': {len(spec.configurations())} configurations in {url}")
     run_sweep(url, study, spec, "sigprop.experiment:make_evaluate", workers=workers,
-              batch_size=batch_size)
+              batch_size=batch_size, factory_kwargs={"device": device})
     console.print(f"done; analyse with: sigprop analyze --storage '{url}' --study {study}")
 
 
@@ -152,6 +155,7 @@ def reproduce(
     storage: Annotated[Optional[str], typer.Option(help="Sweep database (default OUT/sweep.sqlite).")] = None,
     focus: Annotated[Path, typer.Option(help="Folder of a `sigprop focus` run whose result the "
                                         "report includes, if there is one.")] = Path("results/focus"),
+    device: Device = "auto",
 ) -> None:
     """Reproduce the paper end to end into OUT/report.md (the main job).
 
@@ -163,7 +167,7 @@ def reproduce(
         raise InvalidHyperparameter(f"scale must be one of {', '.join(SCALES)}; got {scale!r}")
     start = time.perf_counter()
     report = run_reproduction(out, SCALES[scale], storage, workers, log=console.print, arch=arch,
-                              focus=focus)
+                              focus=focus, device=device)
     console.print(f"report: {report}  ({(time.perf_counter() - start) / 60:.1f} min)")
 
 
@@ -176,6 +180,7 @@ def focus(
                                                 "is a candidate (default: results/reproduce/"
                                                 "sweep.sqlite if it exists).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes.")] = None,
+    device: Device = "auto",
 ) -> None:
     """Is the trained loss lowest at the crossing? Train a small (α, σ_w) grid around the
     candidate optima, 3 seeds at depths 16 and 32 (about an hour on 2 CPU cores).
@@ -187,7 +192,7 @@ def focus(
     from sigprop.focus import FocusScale, run_focus, write_focus_report
 
     scale = FocusScale() if workers is None else replace(FocusScale(), workers=workers)
-    url = run_focus(out, scale, storage, log=console.print)
+    url = run_focus(out, scale, storage, log=console.print, device=device)
     main = main or (str(Path("results/reproduce/sweep.sqlite"))
                     if Path("results/reproduce/sweep.sqlite").exists() else None)
     report = write_focus_report(out, url, scale, main)

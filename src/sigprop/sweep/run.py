@@ -9,6 +9,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -37,6 +39,7 @@ def run_sweep(
     batch_size: int,
     progress: bool = True,
     *,
+    factory_kwargs: Mapping[str, Any] | None = None,
     heartbeat_interval: int = HEARTBEAT_INTERVAL_S,
     grace_period: int = GRACE_PERIOD_S,
 ) -> None:
@@ -46,8 +49,10 @@ def run_sweep(
     again resumes: COMPLETE trials are kept, trials of dead workers are retried once their
     heartbeat is ``grace_period`` s old, failed ones are retried. Each worker is a fresh
     ("spawn") process limited to one torch thread, which imports ``evaluate_factory``
-    ("package.module:function", a function of no arguments returning an ``Evaluate``) and calls
-    ``run_worker``. Workers on other machines can join the same study with ``run_worker``.
+    ("package.module:function", a function returning an ``Evaluate``), calls it with
+    ``factory_kwargs`` (picklable; how this machine evaluates, such as its device, as opposed
+    to the spec, which is what the study evaluates) and calls ``run_worker``. Workers on other
+    machines can join the same study with ``run_worker``.
 
     With ``progress``, a rich progress bar counts the configurations that have a COMPLETE trial.
     Raises RuntimeError if a worker process exits with an error.
@@ -60,8 +65,8 @@ def run_sweep(
     processes = [
         context.Process(
             target=_worker_process,
-            args=(storage, study_name, evaluate_factory, batch_size, heartbeat_interval,
-                  grace_period),
+            args=(storage, study_name, evaluate_factory, dict(factory_kwargs or {}), batch_size,
+                  heartbeat_interval, grace_period),
             name=f"sigprop-sweep-worker-{i}",
         )
         for i in range(workers)
@@ -86,11 +91,12 @@ def run_sweep(
         )
 
 
-def load_factory(evaluate_factory: str) -> Evaluate:
-    """The Evaluate made by ``evaluate_factory`` ("package.module:function")."""
+def load_factory(evaluate_factory: str, **factory_kwargs: Any) -> Evaluate:
+    """The Evaluate made by ``evaluate_factory`` ("package.module:function") called with
+    ``factory_kwargs``."""
     module_name, function_name = _check_factory_name(evaluate_factory)
     factory = getattr(importlib.import_module(module_name), function_name)
-    return factory()
+    return factory(**factory_kwargs)
 
 
 def sweep_counts(storage: str, study_name: str) -> dict[str, int]:
@@ -119,6 +125,7 @@ def _worker_process(
     storage: str,
     study_name: str,
     evaluate_factory: str,
+    factory_kwargs: dict[str, Any],
     batch_size: int,
     heartbeat_interval: int,
     grace_period: int,
@@ -130,7 +137,7 @@ def _worker_process(
     # unwinds the worker (SystemExit) so that it hands its trials back before it exits.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    evaluate = load_factory(evaluate_factory)
+    evaluate = load_factory(evaluate_factory, **factory_kwargs)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
     run_worker(

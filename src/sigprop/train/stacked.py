@@ -15,8 +15,11 @@ Adam leaves it where it is (an update is lr · m̂ / (sqrt(v̂) + ε) = 0). Noth
 but the masked sum, so a frozen member cannot reach the others. With finite gradients Adam's
 steps stay bounded (about lr per coordinate): parameters cannot become non-finite.
 
-The template the members are called through is one single-member LM per architecture, shared
-by every group and every call: with ``compile`` the compiled step is then reused as long as the
+Everything a run creates lives on the device of the stacked model it is given; losses and
+the divergence bookkeeping come back to the CPU as numpy arrays.
+
+The template the members are called through is one single-member LM per architecture and
+device, shared by every group and every call: with ``compile`` the compiled step is then reused as long as the
 group size stays the same (``torch.compile`` specializes on shapes).
 """
 
@@ -47,7 +50,7 @@ class StackedRun:
         self.optimizer = _adam(list(self.params.values()), lr)
         self.compiled = compile
         self.member_losses = _member_losses(self.template, compile)
-        self.active = torch.ones(self.members, dtype=torch.bool)
+        self.active = torch.ones(self.members, dtype=torch.bool, device=model.embedding.device)
         self.steps_done = np.zeros(self.members, dtype=int)
 
     def step(self, inputs: Tensor, targets: Tensor) -> np.ndarray:
@@ -69,20 +72,20 @@ class StackedRun:
         if not self.active.all():
             self._freeze(~self.active)
         self.optimizer.step()
-        self.steps_done += self.active.numpy()
-        return recorded.double().numpy()
+        self.steps_done += self.active.cpu().numpy()
+        return recorded.double().cpu().numpy()
 
     @torch.no_grad()
     def evaluate(self, inputs: Tensor, targets: Tensor, batch: int) -> np.ndarray:
         """Mean loss per token of every member on the windows ``inputs`` → ``targets``, ``batch``
         windows per pass (without compilation: evaluation is a few forward passes)."""
         per_member = _member_losses(self.template, False)
-        total = torch.zeros(self.members, dtype=torch.float64)
+        total = torch.zeros(self.members, dtype=torch.float64, device=self.active.device)
         for start in range(0, len(inputs), batch):
             rows = slice(start, start + batch)
             count = len(inputs[rows])
             total += count * per_member(self.params, self.buffers, inputs[rows], targets[rows]).double()
-        return (total / len(inputs)).numpy()
+        return (total / len(inputs)).cpu().numpy()
 
     def _gradients(self, inputs: Tensor, targets: Tensor) -> Tensor:
         """Forward and backward of the masked loss sum; freezes members whose loss is not finite.
@@ -112,10 +115,11 @@ class StackedRun:
 
 @functools.lru_cache(maxsize=None)
 def template_lm(structure: tuple, vocab_size: int, depth: int, width: int,
-                dtype: torch.dtype) -> CausalLM:
-    """A single-member LM with the structural options ``structure`` (``Architecture.structure``;
-    one per process: the compiled step is keyed on it); its own weights are never used."""
-    return build_lm(dict(structure), vocab_size, depth=depth, width=width, dtype=dtype)
+                dtype: torch.dtype, device: torch.device = torch.device("cpu")) -> CausalLM:
+    """A single-member LM with the structural options ``structure`` (``Architecture.structure``)
+    on ``device`` (one per process and device: the compiled step is keyed on it); its own
+    weights are never used."""
+    return build_lm(dict(structure), vocab_size, depth=depth, width=width, dtype=dtype).to(device)
 
 
 @functools.lru_cache(maxsize=None)

@@ -6,6 +6,11 @@ batch: every config sees the same data in the same order (common random numbers)
 differ only by their initialization. Training together changes nothing but the speed: each
 config gets exactly the losses it would get alone (``tests/test_train.py``).
 
+Devices. The models, batches and evaluation run on ``settings.device`` ("auto": CUDA when
+available); every random draw (initialization, data order) stays on the CPU generators and is
+moved there, so a seed gives the same initialization and batches on every device. On the CPU
+nothing is moved at all.
+
 Why groups rather than one stack of all S members: the step is bound by its many small
 matrix products and by memory traffic. A stack of 4 members keeps each activation tensor
 (4 · B · T · d floats = 2 MB at the reproduction's scale) near the cache; stacks of 16 or 32 ran
@@ -22,6 +27,7 @@ import numpy as np
 import torch
 
 from sigprop.data import Batches, CharCorpus, evaluation_windows
+from sigprop.devices import resolve_device
 from sigprop.train.model import build_stacked_lm, lm_architecture
 from sigprop.train.stacked import StackedRun, template_lm
 
@@ -41,7 +47,9 @@ class TrainSettings:
     1.3–1.4× faster per step here; costs a one-off compilation of 15–60 s per process and group
     size, so it pays from about a thousand model-steps on; falls back to eager with a warning
     if compilation fails). ``members_per_pass``: configs stacked in one ``vmap`` pass (a group
-    count that divides the number of configs compiles once).
+    count that divides the number of configs compiles once). ``device``: where the models
+    train, "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"; stored resolved, as a
+    ``torch.device`` (``ValueError`` for an unknown or unavailable one).
     """
 
     depth: int = 16
@@ -55,8 +63,10 @@ class TrainSettings:
     dtype: torch.dtype = torch.float32
     compile: bool = True
     members_per_pass: int = 4
+    device: str | torch.device = "auto"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "device", resolve_device(self.device))
         for name in ("depth", "width", "context", "batch", "steps", "members_per_pass"):
             _check_positive_int(name, getattr(self, name))
         if self.eval_windows is not None:
@@ -95,18 +105,19 @@ def train_together(
     if not configs:
         return []
     structure = _shared_structure(configs)
+    device = settings.device
     sizes = dict(depth=settings.depth, width=settings.width, dtype=settings.dtype)
-    template = template_lm(structure, corpus.vocab_size, **sizes)
+    template = template_lm(structure, corpus.vocab_size, **sizes, device=device)
     groups = [configs[i : i + settings.members_per_pass]
               for i in range(0, len(configs), settings.members_per_pass)]
-    runs = [StackedRun(build_stacked_lm(group, corpus.vocab_size, **sizes), template,
+    runs = [StackedRun(build_stacked_lm(group, corpus.vocab_size, **sizes).to(device), template,
                        lr=settings.lr, compile=settings.compile) for group in groups]
 
     history = np.full((settings.steps, len(configs)), np.nan)
     batches = Batches(corpus.train, settings.batch, settings.context, settings.seed)
     steps_run = 0
     for step in range(settings.steps):
-        inputs, targets = batches.next()
+        inputs, targets = (t.to(device) for t in batches.next())
         history[step] = np.concatenate([run.step(inputs, targets) for run in runs])
         steps_run = step + 1
         if on_step is not None:
@@ -117,8 +128,9 @@ def train_together(
     held_out = {}
     for split in ("validation", "test"):
         windows = evaluation_windows(corpus.split(split), settings.context, settings.eval_windows)
+        windows = tuple(t.to(device) for t in windows)
         held_out[split] = np.concatenate([run.evaluate(*windows, settings.batch) for run in runs])
-    complete = np.concatenate([run.active.numpy() for run in runs])
+    complete = np.concatenate([run.active.cpu().numpy() for run in runs])
     steps_done = np.concatenate([run.steps_done for run in runs])
     return [
         _result(history[:steps_run, m], bool(complete[m]), int(steps_done[m]),
