@@ -13,6 +13,8 @@ and measurements of random networks (these load PyTorch on first use) ::
 
     sigprop.simulate("post-ln", sigma_w=[0.5, 2.0], width=512)
     sigprop.diagnose(hf="gpt2", layers=24, width=256)
+    init = sigprop.critical_init(hf="gpt2", layers=48, width=128, heads=4)   # fix it
+    sigprop.apply_init(my_fresh_model, init)                                # in place
 
 and the final test loss of a new initialization, from a finished training sweep ::
 
@@ -36,7 +38,9 @@ __all__ = [
     "NotCovered",
     "PhaseDiagram",
     "TrajectoryReport",
+    "apply_init",
     "critical",
+    "critical_init",
     "diagnose",
     "exponents",
     "phase_diagram",
@@ -48,7 +52,8 @@ __all__ = [
 # Measurements and loss predictions need PyTorch (and Optuna): they load on first use, so that
 # the theory never imports them.
 _LAZY = {"simulate": "sigprop.simulation", "diagnose": "sigprop.measure.diagnose",
-         "predict": "sigprop.analysis.loss_model"}
+         "predict": "sigprop.analysis.loss_model", "critical_init": "sigprop.init",
+         "apply_init": "sigprop.init"}
 
 
 def __getattr__(name: str):

@@ -12,7 +12,15 @@ from rich.table import Table
 
 from sigprop.cli.app import app, console, user_errors
 from sigprop.cli.options import (
+    BlockPath,
+    Device,
+    HFFamily,
+    HFHeads,
+    HFLayers,
+    InitFile,
     JsonFlag,
+    ModelFactory,
+    ModelWidth,
     NTokens,
     Probes,
     Q0,
@@ -93,24 +101,20 @@ def _window(theory: dict | None, name: str) -> str:
 @app.command()
 @user_errors
 def diagnose(
-    factory: Annotated[Optional[str], typer.Argument(
-        help="Your model as 'module.path:factory' (a function returning an nn.Module, "
-             "called with seed= if it accepts it).")] = None,
-    hf: Annotated[Optional[str], typer.Option(help="Hugging Face family built from a config "
-                                              "(random init, nothing downloaded): gpt2, bert, llama.")] = None,
-    layers: Annotated[int, typer.Option(help="Depth of the --hf model.")] = 24,
-    width: Annotated[Optional[int], typer.Option(help="Width d of the --hf model; for your model, "
-                                                  "its expected hidden size (checked).")] = None,
-    heads: Annotated[Optional[int], typer.Option(help="Attention heads of the --hf model "
-                                                  "(default width // 64).")] = None,
-    blocks: Annotated[Optional[str], typer.Option(help="Dotted path of the block list "
-                                                   "(found automatically if omitted).")] = None,
+    factory: ModelFactory = None,
+    hf: HFFamily = None,
+    layers: HFLayers = 24,
+    width: ModelWidth = None,
+    heads: HFHeads = None,
+    blocks: BlockPath = None,
     n_tokens: NTokens = 16,
     seeds: Seeds = 4,
     seed: Seed = 0,
     n_probes: Probes = 4,
-    burn_in: Annotated[Optional[int], typer.Option(help="Layers skipped before the exponents "
-                                                    "are averaged (default L // 2).")] = None,
+    burn_in: Annotated[Optional[int], typer.Option(help="Layers skipped before the late-layer "
+                                                    "rates are averaged (default L // 2).")] = None,
+    init: InitFile = None,
+    device: Device = "auto",
     plot: Annotated[Optional[Path], typer.Option(help="Save the per-layer figure here (PNG).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -122,15 +126,21 @@ def diagnose(
 
     import torch
 
+    from sigprop.init import apply_init, load_init
     from sigprop.measure.diagnose import diagnose as run_diagnosis
     from sigprop.measure.diagnose import verdict
     from sigprop.plots.diagnose import plot_diagnosis
 
     torch.set_num_threads(1)  # small per-token kernels: threads only add overhead
+    prepare = None
+    if init is not None:
+        scales = load_init(init)
+        prepare = lambda model: apply_init(model, scales, blocks)  # noqa: E731
     with console.status("diagnosing…") if not as_json else contextlib.nullcontext():
         result = run_diagnosis(factory, hf=hf, layers=layers, heads=heads, width=width,
                                n_tokens=n_tokens, seeds=seeds, seed=seed, n_probes=n_probes,
-                               burn_in=burn_in, block_path=blocks)
+                               burn_in=burn_in, block_path=blocks, device=device,
+                               prepare=prepare)
     if plot is not None:
         plot_diagnosis(result, plot)
     if as_json:
@@ -145,7 +155,10 @@ def diagnose(
             ("q", ".3f"), ("rho", ".4f"), ("one_minus_rho", ".2e"), ("cos_min", ".3f"),
             ("cos_max", ".3f"), ("effective_rank", ".2f"), ("log_jac", "+.3f"))))
     console.print(table)
-    console.print(f"λ_a = {result.lambda_a.mean:+.4f} ± {result.lambda_a.stderr:.4f}  "
+    console.print(f"over the model's {result.depth} layers: L·λ_a^(L) = log gap_L = "
+                  f"{result.log_gap_L.mean:+.3f} ± {result.log_gap_L.stderr:.3f},  L·λ_g^(L) = "
+                  f"log_jac_L = {result.log_jac_L.mean:+.3f} ± {result.log_jac_L.stderr:.3f}")
+    console.print(f"late layers: λ_a = {result.lambda_a.mean:+.4f} ± {result.lambda_a.stderr:.4f}  "
                   f"({result.phase}),  λ_g = {result.lambda_g.mean:+.4f} ± "
                   f"{result.lambda_g.stderr:.4f}  ({result.gradients} gradients)")
     console.print(verdict(result))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
+from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
@@ -112,6 +113,23 @@ Width = Annotated[int, typer.Option("--width", help="Width d of the simulated ne
 Seeds = Annotated[int, typer.Option("--seeds", help="Number of random networks per point.")]
 Seed = Annotated[int, typer.Option("--seed", help="First seed; networks use seed, seed + 1, ….")]
 Probes = Annotated[int, typer.Option("--n-probes", help="Random probes for ‖J‖² per network.")]
+ModelFactory = Annotated[Optional[str], typer.Argument(
+    help="Your model as 'module.path:factory' (a function returning an nn.Module, called with "
+         "seed= if it accepts it).")]
+HFFamily = Annotated[Optional[str], typer.Option(
+    "--hf", help="Hugging Face family built from a config (random init, nothing downloaded): "
+                 "gpt2, bert, llama.")]
+HFLayers = Annotated[int, typer.Option("--layers", help="Depth of the --hf model.")]
+ModelWidth = Annotated[Optional[int], typer.Option(
+    "--width", help="Width d of the --hf model (default 256); for your model, its expected "
+                    "hidden size (checked).")]
+HFHeads = Annotated[Optional[int], typer.Option(
+    "--heads", help="Attention heads of the --hf model (default width // 64).")]
+BlockPath = Annotated[Optional[str], typer.Option(
+    "--blocks", help="Dotted path of the block list (found automatically if omitted).")]
+InitFile = Annotated[Optional[Path], typer.Option(
+    "--apply", help="A critical initialization written by `sigprop init --out`: applied to "
+                    "every freshly built model first.")]
 Device = Annotated[str, typer.Option("--device", help="Where torch runs: auto (CUDA when "
                                      "available), cpu, cuda or cuda:N. The theory stays on the "
                                      "CPU.")]

@@ -20,6 +20,7 @@ Models come from factories ``factory(seed) -> nn.Module`` (``factories.py``).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Callable, Sequence
 
 import torch
@@ -120,7 +121,7 @@ def run_token_ids(model: nn.Module, n_tokens: int, seed: int) -> Any:
         raise DiagnoseError(f"n_tokens {n_tokens} exceeds the model's {limit} positions")
     generator = torch.Generator().manual_seed(stream_seed(seed, "token ids"))
     ids = torch.randint(0, model.config.vocab_size, (1, n_tokens), generator=generator)
-    return model(input_ids=ids)
+    return model(input_ids=ids.to(_device_of(model)))
 
 
 class TokensRun:
@@ -138,6 +139,7 @@ class TokensRun:
             raise DiagnoseError(f"n_tokens must be below the width {self.width} for orthogonal "
                                 f"input tokens; got {n_tokens}")
         x = simplex_tokens(n_tokens, self.width, 1.0, 0.0, seed=stream_seed(seed, "input tokens"))
+        x = x.to(_device_of(model))
         try:
             return model(x[None])
         except (DiagnoseError, NotImplementedError):
@@ -231,7 +233,7 @@ class BlockFunction:
         self._entering = entering
         if self._inject is None:
             return args, kwargs
-        if self._inject.shape != entering.shape:
+        if self._inject.shape[1:] != entering.shape[1:]:  # rows: independent members
             raise DiagnoseError(f"X_0 has shape {tuple(self._inject.shape)}; block 0 expects "
                                 f"{tuple(entering.shape)}")
         if args and args[0] is entering:
@@ -249,6 +251,12 @@ class BlockFunction:
                 f"states of width {self._entering.shape[-1]} (first output: {_describe(hidden)})"
             )
         self._outputs.append(hidden)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (the CPU for a stateless model)."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device("cpu") if first is None else first.device
 
 
 def _named_container(model: nn.Module, path: str) -> nn.Module:

@@ -7,10 +7,22 @@ Per layer l = 0..L (l = 0 the hidden states entering block 0), mean ± standard 
   (Roy & Vetterli 2007), from 1 (collapsed tokens) to n (orthogonal tokens of equal norm);
 * ``cos_min``, ``cos_max``: the smallest and largest cosine between two distinct tokens;
 * ``log_jac`` = log(‖∂X_l/∂X_0‖_F² / (n d)) from ``n_probes`` probes on the sphere |v|² = n d
-  (``sphere_probes``: unbiased for ‖J‖_F², as in ``trajectory.py``), one jvp pass per probe;
-* ``log_spread`` = log D_l near collapse (``collapse.py``), D_0 = 1.
+  (``sphere_probes``: unbiased for ‖J‖_F², as in ``trajectory.py``);
+* ``log_spread`` = log D_l near collapse (``collapse.py``), D_0 = 1;
+* ``departure`` = sin² of the angle between X_l and X_0 as vectors in R^{n d}: 0 while the
+  blocks are the identity (the trivial way to make both exponents vanish), 1 once X_l has
+  forgotten X_0;
+all from one batched jvp pass per seed (``model_probe.py``).
 
-Exponents per seed, both the mean per-layer growth after ``burn_in`` layers (default L // 2, so
+Two kinds of exponents. Over the whole model, at its own depth L (the finite-depth exponents
+of docs/theory.md §6, which ``sigprop init`` drives to zero):
+
+    λ_a^(L) = log D_L / L,   λ_g^(L) = log_jac_L / L,
+
+with log D_L from the collapsed state (the limit ρ0 → 1) and log_jac_L from the model's own
+embeddings of random inputs.
+
+And the late-layer rates per seed, both the mean per-layer growth after ``burn_in`` layers (default L // 2, so
 that the forward geometry has settled), as in ``exponents.py``; a model whose initialization
 scales with depth (GPT-2 draws its output projections with std 0.02 / sqrt(2 L)) has per-layer
 rates ∝ 1/L, and then λ L is the depth-independent number:
@@ -42,28 +54,27 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from sigprop.measure.blocks import BlockFunction, DiagnoseError, Run, default_run, find_blocks
-from sigprop.measure.collapse import angle_spread, project_differences
-from sigprop.measure.ensemble import check_seeds, stream_seed
+from sigprop.devices import resolve_device
+from sigprop.measure.blocks import DiagnoseError, Run
+from sigprop.measure.ensemble import check_seeds
 from sigprop.measure.exponents import Estimate, _estimate
 from sigprop.measure.factories import hf_factory, load_factory
-from sigprop.measure.geometry import simplex_tokens, token_geometry
-from sigprop.measure.trajectory import sphere_probes
+from sigprop.measure.model_probe import ModelProbe, build_model
 
 LAYER_FIELDS = ("q", "p", "rho", "one_minus_rho", "effective_rank", "cos_min", "cos_max",
-                "log_jac", "log_spread")
+                "log_jac", "log_spread", "departure")
 DEEP = 3.0          # |λ| L above this (a factor e³ ≈ 20 over the network) is deep in a regime
 COLLAPSED = 1e-3    # 1 − ρ_L below this: the tokens have collapsed (docs/theory.md §8)
-PRECISION = 1e-12   # |P T| / |T| below this: token differences drown in rounding
-DRIFT = 1e-6        # 1 − ρ of the collapsed state above this: no longer collapsed
 
 
 @dataclass(frozen=True)
 class Diagnosis:
     """Per-layer arrays ``layers[name]`` of shape (seeds, L + 1), names ``LAYER_FIELDS``;
-    λ_a and λ_g as ``Estimate`` (mean, stderr, per seed)."""
+    the late-layer rates λ_a and λ_g as ``Estimate`` (mean, stderr, per seed), and the whole
+    model's totals ``log_gap_L``, ``log_jac_L`` and finite-depth rates ``lambda_a_depth``,
+    ``lambda_g_depth`` (totals / L) as properties."""
 
     description: str
     block_path: str
@@ -93,6 +104,26 @@ class Diagnosis:
             return "unknown"
         return "vanishing" if self.lambda_g.mean < 0 else "exploding"
 
+    @property
+    def log_gap_L(self) -> Estimate:
+        """log D_L = log((1 − ρ_L)/(1 − ρ_0)) near collapse over the whole model, per seed."""
+        return _estimate(self.layers["log_spread"][:, -1])
+
+    @property
+    def log_jac_L(self) -> Estimate:
+        """log(‖∂X_L/∂X_0‖_F² / (n d)) over the whole model, per seed."""
+        return _estimate(self.layers["log_jac"][:, -1])
+
+    @property
+    def lambda_a_depth(self) -> Estimate:
+        """Finite-depth λ_a^(L) = log_gap_L / L: the mean per-layer rate over all L layers."""
+        return _estimate(self.layers["log_spread"][:, -1] / self.depth)
+
+    @property
+    def lambda_g_depth(self) -> Estimate:
+        """Finite-depth λ_g^(L) = log_jac_L / L."""
+        return _estimate(self.layers["log_jac"][:, -1] / self.depth)
+
     def mean(self, name: str) -> np.ndarray:
         return self.layers[name].mean(axis=0)
 
@@ -113,7 +144,8 @@ class Diagnosis:
             for l in range(self.depth + 1)
         ]
         exponents = {}
-        for name in ("lambda_a", "lambda_g"):
+        for name in ("lambda_a", "lambda_g", "lambda_a_depth", "lambda_g_depth", "log_gap_L",
+                     "log_jac_L"):
             estimate = getattr(self, name)
             exponents |= {name: _json(estimate.mean), f"{name}_stderr": _json(estimate.stderr),
                           f"{name}_per_seed": [_json(v) for v in estimate.per_seed]}
@@ -141,6 +173,8 @@ def diagnose(
     block_path: str | None = None,
     run: Run | None = None,
     description: str | None = None,
+    device: str | torch.device = "cpu",
+    prepare: Callable[[nn.Module], None] | None = None,
 ) -> Diagnosis:
     """Measure the per-layer geometry, Jacobian norm and both exponents of any PyTorch model
     built of a sequence of blocks, at initialization.
@@ -152,9 +186,13 @@ def diagnose(
     builds a fresh model (``torch.manual_seed(seed)`` first, the caller's random state restored
     after), in float64 and eval mode, and draws its own inputs and probes from
     ``stream_seed(seed, ...)``. ``run`` drives the model (``blocks.default_run`` when None);
-    ``width``, when given for your own model, must be its hidden size. Raises
+    ``width``, when given for your own model, must be its hidden size. ``device``: where the
+    models run ("auto", "cpu", "cuda"; the inputs and probes are drawn on the CPU and moved, so
+    a seed measures the same network everywhere). ``prepare(model)``, when given, changes each
+    freshly built model in place before it is measured (e.g. ``sigprop.apply_init``). Raises
     ``DiagnoseError``.
     """
+    device = resolve_device(device)
     if (model is None) == (hf is None):
         raise DiagnoseError("give either a model factory 'module.path:factory' or --hf FAMILY")
     if hf is not None:
@@ -169,8 +207,8 @@ def diagnose(
     _check_count("n_tokens", n_tokens, 2)
     _check_count("n_probes", n_probes, 1)
     check_seeds(seeds)
-    runs = [_diagnose_seed(factory, int(s), n_tokens, n_probes, width, block_path, run)
-            for s in seeds]
+    runs = [_diagnose_seed(factory, int(s), n_tokens, n_probes, width, block_path, run, device,
+                           prepare) for s in seeds]
     depth, path, d = runs[0]["depth"], runs[0]["path"], runs[0]["width"]
     if any(r["depth"] != depth for r in runs):
         raise DiagnoseError(f"the factory built models of different depths: "
@@ -238,101 +276,15 @@ def verdict(diagnosis: Diagnosis, depth: int | None = None) -> str:
     return " ".join([angle, grad, *diagnosis.warnings])
 
 
-def _diagnose_seed(factory, seed, n_tokens, n_probes, width, block_path, run) -> dict:
-    model = _build(factory, seed)
-    path, blocks = find_blocks(model, block_path)
-    runner = run if run is not None else default_run(model, blocks, width)
-    with BlockFunction(model, blocks, runner, n_tokens=n_tokens, seed=seed) as function:
-        x0 = function.natural_input()
-        if width is not None and x0.shape[-1] != width:
-            raise DiagnoseError(f"width {width} does not match the model: its blocks receive "
-                                f"hidden states of width {x0.shape[-1]}")
-        if x0.ndim < 2 or x0.shape[-2] != n_tokens:
-            raise DiagnoseError(f"block 0 received hidden states of shape {tuple(x0.shape)}; "
-                                f"expected (..., n_tokens = {n_tokens}, width)")
-        warnings: list[str] = []
-        forward = _forward_layers(function, x0, seed, n_probes, warnings)
-        log_spread = _collapsed_log_spread(function, x0, seed, warnings)
-    return {**forward, "log_spread": log_spread, "depth": len(blocks), "path": path,
-            "width": x0.shape[-1], "model": type(model).__name__, "warnings": warnings}
-
-
-def _build(factory: Callable[[int], nn.Module], seed: int) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = factory(seed)
-    if not isinstance(model, nn.Module):
-        raise DiagnoseError(f"the factory returned a {type(model).__name__}, not a torch.nn.Module")
-    config = getattr(model, "config", None)
-    if hasattr(config, "use_cache"):
-        config.use_cache = False  # no key/value cache: one pass, nothing kept
-    return model.to(torch.float64).eval().requires_grad_(False)
-
-
-def _forward_layers(function: BlockFunction, x0: Tensor, seed: int, n_probes: int,
-                    warnings: list[str]) -> dict[str, np.ndarray]:
-    """Geometry of the model's own forward pass and log_jac from ``n_probes`` jvp passes."""
-    width = x0.shape[-1]
-    probes = sphere_probes(n_probes, x0.numel() // width, width, seed=stream_seed(seed, "probes"))
-    sq_norms = []
-    for k, probe in enumerate(probes.reshape(n_probes, *x0.shape)):
-        states, tangents = function.propagate(x0, probe)
-        if k == 0:
-            geometry = [_geometry(x) for x in states]
-        sq_norms.append(torch.stack([t.square().sum() for t in tangents]))
-    log_jac = torch.log(torch.stack(sq_norms).mean(0) / x0.numel()).numpy()
-    if not np.all(np.isfinite(log_jac)):
-        warnings.append("Warning: the Jacobian probes over- or underflowed float64 "
-                        "(|log_jac| > 700); λ_g is not defined.")
-    return {**{key: np.array([g[key] for g in geometry]) for key in geometry[0]},
-            "log_jac": log_jac}
-
-
-def _collapsed_log_spread(function: BlockFunction, x0: Tensor, seed: int,
-                          warnings: list[str]) -> np.ndarray:
-    """log D_l, l = 0..L, for a token difference around the collapsed state 1 xᵀ, D_0 = 1."""
-    width = x0.shape[-1]
-    q_in = float(token_geometry(x0)["q"].mean())
-    x = math.sqrt(q_in) * simplex_tokens(1, width, 1.0, 0.0, seed=stream_seed(seed, "collapsed"),
-                                         dtype=x0.dtype)
-    collapsed = x.expand_as(x0).contiguous()  # make_dual rejects overlapping memory
-    generator = torch.Generator().manual_seed(stream_seed(seed, "difference"))
-    tangent = project_differences(torch.randn(x0.shape, generator=generator, dtype=x0.dtype), x[0])
-    tangent = tangent / torch.sqrt(angle_spread(tangent, x[0]).mean())
-    states, tangents = function.propagate(collapsed, tangent)
-    log_spread, lowest, drift = [], math.inf, 0.0
-    for state, t in zip(states, tangents):
-        token = state.mean(-2)
-        differences = project_differences(t, token)
-        log_spread.append(float(torch.log(angle_spread(differences, token).mean())))
-        lowest = min(lowest, float(differences.norm() / t.norm()))
-        drift = max(drift, float(token_geometry(state)["one_minus_rho"].max()))
-    if not np.all(np.isfinite(log_spread)):
-        warnings.append("Warning: near collapse the token differences over- or underflowed "
-                        "float64 (|log D| > 700); λ_a is not defined.")
-    if lowest < PRECISION:
-        warnings.append(f"Warning: near collapse the token differences fell to {lowest:.1g} of the "
-                        "tangent (rounding limits λ_a).")
-    if drift > DRIFT:
-        warnings.append(f"Warning: rounding pushed the collapsed state off the line (1 − ρ up to "
-                        f"{drift:.1g}); λ_a was measured away from exact collapse.")
-    return np.array(log_spread)
-
-
-def _geometry(x: Tensor) -> dict[str, float]:
-    """token_geometry plus effective rank and extreme pairwise cosines, averaged over batch."""
-    summary = {key: float(value.mean()) for key, value in token_geometry(x).items()}
-    gram = x @ x.mT / x.shape[-1]
-    eigenvalues = torch.linalg.eigvalsh(gram).clamp(min=0.0)
-    weights = eigenvalues / eigenvalues.sum(-1, keepdim=True)
-    entropy = -torch.special.xlogy(weights, weights).sum(-1)
-    norms = torch.sqrt(torch.diagonal(gram, dim1=-2, dim2=-1))
-    cosine = gram / (norms[..., :, None] * norms[..., None, :])
-    off_diagonal = ~torch.eye(x.shape[-2], dtype=torch.bool)
-    summary["effective_rank"] = float(torch.exp(entropy).mean())
-    summary["cos_min"] = float(cosine[..., off_diagonal].min(-1).values.mean())
-    summary["cos_max"] = float(cosine[..., off_diagonal].max(-1).values.mean())
-    return summary
+def _diagnose_seed(factory, seed, n_tokens, n_probes, width, block_path, run, device,
+                   prepare) -> dict:
+    model = build_model(factory, seed, device)
+    if prepare is not None:
+        prepare(model)
+    probe = ModelProbe(model, seed, n_tokens=n_tokens, n_probes=n_probes, width=width,
+                       block_path=block_path, run=run)
+    return {**probe.measure(), "depth": probe.depth, "path": probe.path,
+            "model": type(model).__name__}
 
 
 def _check_count(name: str, value: int, low: int) -> None:

@@ -1,0 +1,146 @@
+"""``sigprop init``: a critical initialization of any PyTorch / Hugging Face model (find it, write
+it, apply it again to a fresh model)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from sigprop.cli.app import app, console, user_errors
+from sigprop.cli.options import (
+    BlockPath,
+    Device,
+    HFFamily,
+    HFHeads,
+    HFLayers,
+    InitFile,
+    JsonFlag,
+    ModelFactory,
+    ModelWidth,
+    NTokens,
+    Probes,
+    Seed,
+    Seeds,
+)
+
+
+@app.command()
+@user_errors
+def init(
+    factory: ModelFactory = None,
+    hf: HFFamily = None,
+    layers: HFLayers = 24,
+    width: ModelWidth = None,
+    heads: HFHeads = None,
+    blocks: BlockPath = None,
+    knob: Annotated[Optional[list[str]], typer.Option(
+        "--knob", help="A knob to tune (repeat): attn_logits, attn_values, mlp_input (weight "
+                       "multipliers), attn_branch, mlp_branch (residual branch multipliers). "
+                       "Default: mlp_input and attn_values.")] = None,
+    tolerance: Annotated[float, typer.Option(help="Target: |L·λ_a^(L)| and |L·λ_g^(L)| at most "
+                                             "this.")] = 0.5,
+    min_departure: Annotated[float, typer.Option(help="Non-identity constraint: sin² of the "
+                                                 "angle between X_L and X_0 at least this.")] = 0.25,
+    min_branch: Annotated[float, typer.Option(help="Lower bound of branch multipliers (1: never "
+                                              "weaker than the default init).")] = 1.0,
+    min_scale: Annotated[float, typer.Option(help="Lower bound of weight factors.")] = 1 / 16,
+    max_scale: Annotated[float, typer.Option(help="Upper bound of every factor.")] = 16.0,
+    n_tokens: NTokens = 16,
+    seeds: Seeds = 4,
+    seed: Seed = 0,
+    search_seeds: Annotated[Optional[int], typer.Option(
+        help="Seeds the search runs on (the first ones; default 2); before/after use all.")] = None,
+    n_probes: Probes = 4,
+    apply: InitFile = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the initialization (JSON) here, for "
+                                                "--apply and sigprop.apply_init.")] = None,
+    save: Annotated[Optional[Path], typer.Option(help="Save the state dict of seed SEED's model "
+                                                 "with the factors applied (torch.save).")] = None,
+    warm_start: Annotated[bool, typer.Option("--warm-start/--no-warm-start", help="Start from "
+                                             "the theory's answer where it describes the model "
+                                             "(Hugging Face GPT-2, Llama).")] = True,
+    device: Device = "auto",
+    as_json: JsonFlag = False,
+) -> None:
+    """Find per-block scale factors that put a model at the edge of both transitions at its
+    own depth: |L·λ_a^(L)| and |L·λ_g^(L)| within the tolerance, never by making the blocks the
+    identity. With --apply FILE, apply a saved one to a fresh model and measure it instead."""
+    import torch
+
+    from sigprop.init import DEFAULT_KNOBS, build_initialized, critical_init, reapply
+
+    torch.set_num_threads(1)  # small per-token kernels: threads only add overhead
+    model = dict(hf=hf, layers=layers, width=width, heads=heads, block_path=blocks,
+                 n_tokens=n_tokens, seeds=seeds, seed=seed, n_probes=n_probes, device=device)
+    if apply is not None:
+        if knob:
+            raise ValueError("--knob and --apply exclude each other: the file fixes the knobs")
+        with _status("measuring the model with the saved factors…", as_json):
+            result = reapply(factory, apply, **model)
+    else:
+        with _status("searching…", as_json) as status:
+            count = iter(range(1, 10**6))
+
+            def progress(evaluation) -> None:
+                if status is not None:
+                    status.update(f"searching… evaluation {next(count)}: log_gap_L "
+                                  f"{evaluation.log_gap_L:+.2f}, log_jac_L "
+                                  f"{evaluation.log_jac_L:+.2f}, departure "
+                                  f"{evaluation.departure:.2f}")
+
+            result = critical_init(factory, knobs=tuple(knob or DEFAULT_KNOBS),
+                                   tolerance=tolerance, min_departure=min_departure,
+                                   min_branch=min_branch, min_scale=min_scale,
+                                   max_scale=max_scale,
+                                   search_seeds=search_seeds, warm_start=warm_start,
+                                   on_evaluation=progress, **model)
+    if out is not None:
+        result.write(out)
+    if save is not None:
+        built = build_initialized(factory, result, hf=hf, layers=layers, width=width,
+                                  heads=heads, seed=seed, block_path=blocks)
+        torch.save(built.state_dict(), save)
+    if as_json:
+        print(json.dumps({k: v for k, v in result.to_json().items() if k != "path"}))
+        return
+    _print(result)
+    for path, what in ((out, "initialization"), (save, "state dict")):
+        if path is not None:
+            console.print(f"wrote {what} {path}")
+
+
+def _status(message: str, quiet: bool):
+    return contextlib.nullcontext() if quiet else console.status(message)
+
+
+def _print(result) -> None:
+    table = Table(title=f"{result.model}: {result.depth} blocks")
+    for column in ("", "L·λ_a^(L) = log gap_L", "L·λ_g^(L) = log_jac_L", "departure"):
+        table.add_column(column, justify="right")
+    for name in ("before", "after"):
+        row = getattr(result, name)
+        table.add_row(name, *(_pm(row, key) for key in ("log_gap_L", "log_jac_L")),
+                      f"{row['departure']:.3f}")
+    console.print(table)
+    console.print("factors: " + ", ".join(f"{k} × {v:.4g}" for k, v in result.scales.items()))
+    console.print(f"constraint: {result.constraint}")
+    console.print(f"input: {result.input}")
+    if result.warm_start is not None:
+        warm = result.warm_start
+        console.print(f"theory warm start ({warm['evaluations']} theory evaluations, "
+                      f"{warm['seconds']:.1f} s): " + ", ".join(
+                          f"{k} × {v:.4g}" for k, v in warm["scales"].items()))
+    verdict = "reached" if result.reached else f"closest reachable ({result.reason})"
+    console.print(f"{verdict}; {result.evaluations} evaluations in {result.seconds:.1f} s")
+
+
+def _pm(row: dict, key: str) -> str:
+    value, stderr = row.get(key), row.get(f"{key}_stderr")
+    if value is None:
+        return "—"
+    return f"{value:+.3f}" + (f" ± {stderr:.3f}" if stderr is not None else "")

@@ -1,0 +1,105 @@
+"""The seeds' models of one architecture, rescaled by knob factors and measured again and again.
+
+One evaluation at factors s = (s_k) restores every model's initial parameters, multiplies each
+knob's slots by s_k (``knobs.py``) and runs each seed's batched probe (``ModelProbe``). It
+returns the whole-model totals, averaged over seeds,
+
+    log_gap_L = log D_L     (growth of 1 − ρ near collapse, the limit ρ0 → 1),
+    log_jac_L = log(‖∂X_L/∂X_0‖_F² / (n d))   (from the model's own embeddings),
+    departure = sin²∠(X_L, X_0)   (0 for the identity map),
+
+which are L·λ_a^(L), L·λ_g^(L) and the distance from the trivial answer. Rescaling from the
+stored originals makes every evaluation exactly what a fresh model with the factors applied
+gives (``apply_init`` on a new build, then ``diagnose``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from sigprop.init.knobs import Knob, Slot, knob_slots, scale_slots
+from sigprop.measure.blocks import Run
+from sigprop.measure.model_probe import ModelProbe
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Seed means at one set of factors (``scales``: knob name → factor)."""
+
+    scales: dict[str, float]
+    log_gap_L: float
+    log_jac_L: float
+    departure: float
+
+    @property
+    def residual(self) -> np.ndarray:
+        return np.array([self.log_gap_L, self.log_jac_L])
+
+    def to_json(self) -> dict:
+        return {"scales": self.scales, "log_gap_L": self.log_gap_L,
+                "log_jac_L": self.log_jac_L, "departure": self.departure}
+
+
+class ScaledEnsemble:
+    """Built models (one per seed) with their original parameters and knob slots."""
+
+    def __init__(self, models: Sequence[nn.Module], seeds: Sequence[int], knobs: tuple[Knob, ...],
+                 *, n_tokens: int, n_probes: int, block_path: str | None = None,
+                 run: Run | None = None, on_evaluation: Callable[[Evaluation], None] | None = None
+                 ) -> None:
+        self.models = list(models)
+        self.knobs = knobs
+        self.probes = [ModelProbe(m, s, n_tokens=n_tokens, n_probes=n_probes,
+                                  block_path=block_path, run=run)
+                       for m, s in zip(self.models, seeds)]
+        self.slots = [knob_slots(m, p.blocks, p.path, knobs) for m, p in zip(self.models, self.probes)]
+        self.originals = [{n: t.detach().clone() for n, t in m.named_parameters()}
+                          for m in self.models]
+        self.history: list[Evaluation] = []
+        self._on_evaluation = on_evaluation
+
+    @property
+    def depth(self) -> int:
+        return self.probes[0].depth
+
+    @property
+    def parameter_names(self) -> dict[str, list[str]]:
+        """Knob → the parameter names it scales (seed 0's model; every seed builds the same)."""
+        return {knob: sorted({slot.name for slot in slots})
+                for knob, slots in self.slots[0].items()}
+
+    def evaluate(self, scales: dict[str, float]) -> Evaluation:
+        totals = []
+        for model, probe, slots, original in zip(self.models, self.probes, self.slots,
+                                                  self.originals):
+            restore(model, original)
+            for knob, factor in scales.items():
+                scale_slots(model, slots[knob], factor)
+            result = probe.measure()
+            totals.append((result["log_spread"][-1], result["log_jac"][-1],
+                           result["departure"][-1]))
+        gap, jac, departure = (float(v) for v in np.mean(totals, axis=0))
+        evaluation = Evaluation(dict(scales), gap, jac, departure)
+        self.history.append(evaluation)
+        if self._on_evaluation is not None:
+            self._on_evaluation(evaluation)
+        return evaluation
+
+
+def restore(model: nn.Module, original: dict[str, torch.Tensor]) -> None:
+    """Copy the stored initial parameters back into ``model``."""
+    with torch.no_grad():
+        for name, tensor in model.named_parameters():
+            tensor.copy_(original[name])
+
+
+def apply_slots(model: nn.Module, slots: dict[str, tuple[Slot, ...]],
+                scales: dict[str, float]) -> None:
+    """Multiply each knob's slots of ``model`` by its factor, in place."""
+    for knob, factor in scales.items():
+        scale_slots(model, slots[knob], factor)

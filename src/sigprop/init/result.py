@@ -1,0 +1,147 @@
+"""A critical initialization as data: the factors, what they scale, the exponents before and
+after, and how to apply it again to a fresh model.
+
+The JSON (``CriticalInit.to_json``, written by ``sigprop init --out``) ::
+
+    {"before": {"lambda_a", "lambda_g", "log_gap_L", "log_jac_L", "departure", …},
+     "after": {…}, "scales": {knob: factor}, "evaluations": k, "seconds": t,
+     "reached": bool, "reason": "…", "constraint": "…", "knobs": {knob: {"kind", "summary",
+     "parameters": [names]}}, "model", "depth", "input", "warm_start": {"source": "theory",
+     "scales", "log_gap_L", "log_jac_L", "departure", "evaluations", "seconds"} or null,
+     "path": [evaluations]}
+
+"evaluations" counts probe evaluations of the real model; the theory's are in "warm_start".
+
+lambda_a and lambda_g are the finite-depth per-layer exponents at the model's depth L,
+λ_a^(L) = log_gap_L / L and λ_g^(L) = log_jac_L / L (``sigprop.diagnose``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from sigprop.init.knobs import KNOBS, check_knobs, knob_slots
+from sigprop.init.ensemble import apply_slots
+from sigprop.measure.blocks import DiagnoseError, find_blocks
+from sigprop.measure.diagnose import Diagnosis
+
+FORMAT = 1
+
+
+def summary(diagnosis: Diagnosis) -> dict:
+    """The whole-model numbers of a diagnosis (seed means and standard errors)."""
+    out = {}
+    for name in ("lambda_a_depth", "lambda_g_depth", "log_gap_L", "log_jac_L"):
+        estimate = getattr(diagnosis, name)
+        key = name.removesuffix("_depth")
+        out |= {key: _finite(estimate.mean), f"{key}_stderr": _finite(estimate.stderr)}
+    departure = diagnosis.layers["departure"][:, -1]
+    return {**out, "departure": _finite(departure.mean()),
+            "one_minus_rho_L": _finite(diagnosis.mean("one_minus_rho")[-1]),
+            "lambda_a_late": _finite(diagnosis.lambda_a.mean),
+            "lambda_g_late": _finite(diagnosis.lambda_g.mean)}
+
+
+@dataclass(frozen=True)
+class CriticalInit:
+    """The result of ``critical_init``; ``apply(model)`` rescales a fresh model in place."""
+
+    scales: dict[str, float]
+    parameters: dict[str, list[str]]
+    before: dict
+    after: dict
+    evaluations: int
+    seconds: float
+    reached: bool
+    reason: str
+    constraint: str
+    model: str
+    depth: int
+    input: str
+    path: list[dict] = field(default_factory=list)
+    warm_start: dict | None = None
+
+    def apply(self, model: nn.Module, block_path: str | None = None) -> nn.Module:
+        """Rescale ``model``'s initial parameters in place (and return it)."""
+        return apply_init(model, self, block_path)
+
+    def to_json(self) -> dict:
+        return {
+            "before": self.before, "after": self.after, "scales": self.scales,
+            "evaluations": self.evaluations, "seconds": round(self.seconds, 2),
+            "reached": self.reached, "reason": self.reason, "constraint": self.constraint,
+            "knobs": {name: {"kind": KNOBS[name].kind, "summary": KNOBS[name].summary,
+                             "parameters": self.parameters[name]} for name in self.scales},
+            "model": self.model, "depth": self.depth, "input": self.input, "format": FORMAT,
+            "warm_start": self.warm_start, "path": self.path,
+        }
+
+    def write(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=1))
+        return path
+
+
+def load_init(source: str | Path | dict | CriticalInit) -> CriticalInit:
+    """A ``CriticalInit`` from its JSON file or dict (as written by ``write``)."""
+    if isinstance(source, CriticalInit):
+        return source
+    if not isinstance(source, dict):
+        try:
+            source = json.loads(Path(source).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise DiagnoseError(f"cannot read the initialization file {source}: {error}") from None
+    if source.get("format") != FORMAT or not isinstance(source.get("scales"), dict):
+        raise DiagnoseError("not a sigprop initialization file (written by `sigprop init --out`)")
+    check_knobs(list(source["scales"]))
+    return CriticalInit(
+        scales={k: float(v) for k, v in source["scales"].items()},
+        parameters={k: v["parameters"] for k, v in source["knobs"].items()},
+        before=source["before"], after=source["after"], evaluations=source["evaluations"],
+        seconds=source["seconds"], reached=source["reached"], reason=source["reason"],
+        constraint=source["constraint"], model=source["model"], depth=source["depth"],
+        input=source["input"], path=source.get("path", []),
+        warm_start=source.get("warm_start"),
+    )
+
+
+def apply_init(model: nn.Module, init: str | Path | dict | CriticalInit,
+               block_path: str | None = None) -> nn.Module:
+    """Rescale a freshly initialized ``model`` in place by a critical initialization (its JSON
+    file, dict or ``CriticalInit``) and return it.
+
+    The model must have the blocks and parameters the initialization was found on: each knob
+    must scale exactly the parameter names it recorded (``DiagnoseError`` otherwise). Apply it
+    once, to a model at its framework's default initialization.
+    """
+    init = load_init(init)
+    return apply_scales(model, init.scales, init.parameters, block_path)
+
+
+def apply_scales(model: nn.Module, scales: dict[str, float], parameters: dict[str, list[str]],
+                 block_path: str | None = None) -> nn.Module:
+    """Multiply each knob's parameters of ``model`` by its factor in place, after checking that
+    the knob finds exactly the recorded ``parameters`` (names) in this model."""
+    path, blocks = find_blocks(model, block_path)
+    slots = knob_slots(model, list(blocks), path, check_knobs(list(scales)))
+    for knob, found in slots.items():
+        names = sorted({slot.name for slot in found})
+        if names != parameters[knob]:
+            raise DiagnoseError(
+                f"knob {knob!r} scales {len(names)} parameters of this model ({names[:2]} …) but "
+                f"{len(parameters[knob])} of the model the initialization was found on "
+                f"({parameters[knob][:2]} …); apply it to the same architecture"
+            )
+    apply_slots(model, slots, scales)
+    return model
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None

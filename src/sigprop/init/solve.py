@@ -1,0 +1,141 @@
+"""Root finding for a critical initialization on the measured totals of the rescaled models.
+
+Unknowns: u_k = log s_k, one per knob, within bounds. Residuals: r(u) = (log_gap_L, log_jac_L),
+i.e. (L·λ_a^(L), L·λ_g^(L)), plus the non-identity constraint departure(u) ≥ δ as a penalty
+
+    r_3(u) = PENALTY · max(0, δ − departure(u)) / δ,
+
+so that the trivial root (every block the identity: both totals vanish for free) costs as much
+as missing a target by PENALTY. ``scipy.optimize.least_squares`` (trust region reflective,
+which keeps u inside its bounds) minimizes |r|² from the warm start with forward-difference
+Jacobian in u at the start (step ``DIFF_STEP``, k evaluations for k knobs) and Broyden updates
+after (no extra evaluations; where the solver stops short of the targets it restarts from there
+with a fresh Jacobian, up to ``RESTARTS`` times); the evaluations are deterministic given the seeds (common random numbers across all factors), so the
+differences are smooth. The search stops at the first feasible point within ``ACCEPT`` of both
+targets, or once a feasible point within the tolerance has not improved by ``STALL_GAIN`` in
+``STALL`` evaluations; it returns the best point it evaluated (feasible first, then the
+smallest max(|log_gap_L|, |log_jac_L|)), and, when that misses the tolerance, why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from sigprop.init.ensemble import Evaluation, ScaledEnsemble
+
+PENALTY = 10.0       # weight of a missed non-identity constraint, relative to δ
+ACCEPT = 0.1         # stop at the first feasible point with both |totals| below this
+DIFF_STEP = 0.05     # forward-difference step in log s (5 %)
+STALL, STALL_GAIN = 6, 0.02
+RESTARTS = 2         # fresh finite-difference restarts after least_squares stops short
+MAX_EVALUATIONS = 60
+
+
+class _Found(Exception):
+    """Raised inside the residual function to stop at an accepted point."""
+
+
+@dataclass(frozen=True)
+class Solution:
+    best: Evaluation
+    reached: bool
+    reason: str
+
+
+def solve(ensemble: ScaledEnsemble, start: dict[str, float],
+          bounds: dict[str, tuple[float, float]], *, min_departure: float,
+          tolerance: float) -> Solution:
+    """The factors (knob → s) nearest (0, 0) in (log_gap_L, log_jac_L) with departure ≥
+    ``min_departure`` and s within ``bounds``, searched from ``start``."""
+    names = list(start)
+    low = np.log([bounds[n][0] for n in names])
+    high = np.log([bounds[n][1] for n in names])
+    u0 = np.clip(np.log([start[n] for n in names]), low, high)
+    seen: dict[tuple[float, ...], np.ndarray] = {}
+    progress = {"best": np.inf, "since": 0}
+
+    def residual(u: np.ndarray) -> np.ndarray:
+        key = tuple(np.round(u, 12))
+        if key in seen:
+            return seen[key]
+        evaluation = ensemble.evaluate(dict(zip(names, np.exp(u).tolist())))
+        miss = _miss(evaluation) if _feasible(evaluation, min_departure) else np.inf
+        if miss <= ACCEPT:
+            raise _Found
+        improved = miss < progress["best"] - STALL_GAIN
+        progress["since"] = 0 if improved else progress["since"] + 1
+        progress["best"] = min(progress["best"], miss)
+        if progress["best"] <= tolerance and progress["since"] >= STALL:
+            raise _Found
+        shortfall = max(0.0, min_departure - evaluation.departure) / min_departure
+        seen[key] = np.append(evaluation.residual, PENALTY * shortfall)
+        return seen[key]
+
+    last: dict[str, np.ndarray] = {}
+
+    def jacobian(u: np.ndarray) -> np.ndarray:
+        """Forward differences at the start (stepping inwards at an upper bound), then Broyden's
+        rank-one update J += (Δf − J Δu) Δuᵀ / |Δu|² along each accepted step."""
+        f0 = residual(u)
+        if "J" in last:
+            step = u - last["u"]
+            if step @ step > 0:
+                last["J"] = last["J"] + np.outer(f0 - last["f"] - last["J"] @ step, step) / (step @ step)
+        else:
+            columns = []
+            for k in range(len(u)):
+                h = DIFF_STEP if u[k] + DIFF_STEP <= high[k] else -DIFF_STEP
+                shifted = u.copy()
+                shifted[k] += h
+                columns.append((residual(shifted) - f0) / h)
+            last["J"] = np.stack(columns, axis=1)
+        last["u"], last["f"] = u.copy(), f0
+        return last["J"]
+
+    for _ in range(RESTARTS + 1):  # a stale Broyden Jacobian can stop short: restart fresh
+        last.clear()
+        try:
+            fit = least_squares(residual, u0, jac=jacobian, bounds=(low, high), x_scale=1.0,
+                                max_nfev=MAX_EVALUATIONS, xtol=1e-2, ftol=1e-3)
+        except _Found:
+            break
+        if len(ensemble.history) >= MAX_EVALUATIONS or np.allclose(fit.x, u0, atol=1e-2):
+            break
+        u0 = fit.x
+    best = min(ensemble.history,
+               key=lambda e: (not _feasible(e, min_departure), _miss(e), -e.departure))
+    reached = _feasible(best, min_departure) and _miss(best) <= tolerance
+    return Solution(best, reached, "" if reached else _why(best, bounds, min_departure))
+
+
+def _feasible(evaluation: Evaluation, min_departure: float) -> bool:
+    return evaluation.departure >= min_departure and bool(np.all(np.isfinite(evaluation.residual)))
+
+
+def _miss(evaluation: Evaluation) -> float:
+    """max(|log_gap_L|, |log_jac_L|): the distance from both targets (inf when not measured)."""
+    values = np.abs(evaluation.residual)
+    return float(values.max()) if np.all(np.isfinite(values)) else float("inf")
+
+
+def _why(best: Evaluation, bounds: dict[str, tuple[float, float]], min_departure: float) -> str:
+    """Which constraint holds the best point away from (0, 0)."""
+    reasons = []
+    at_bound = [f"{name} at its {'lower' if np.isclose(s, bounds[name][0], rtol=1e-3) else 'upper'}"
+                f" bound {s:.3g}" for name, s in best.scales.items()
+                if np.isclose(s, bounds[name][0], rtol=1e-3) or np.isclose(s, bounds[name][1], rtol=1e-3)]
+    if at_bound:
+        reasons.append("knobs at their bounds: " + ", ".join(at_bound))
+    if best.departure < min_departure * 1.05:
+        reasons.append(f"the non-identity constraint is active (departure {best.departure:.3f}, "
+                       f"minimum {min_departure:.3f}): closer to (0, 0) these knobs only get by "
+                       "making the blocks closer to the identity")
+    if len(best.scales) < 2:
+        reasons.append("one knob cannot set two totals")
+    if not reasons:
+        reasons.append("the search found no better point with these knobs (a local minimum of "
+                       "|r|²): try other knobs (--knob)")
+    return "; ".join(reasons)

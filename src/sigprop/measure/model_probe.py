@@ -1,0 +1,184 @@
+"""One model, one seed: its per-layer geometry, Jacobian norm and collapsed-state spread from a
+single forward-mode pass (``diagnose`` runs this per seed; ``sigprop.init`` reruns it after every
+rescaling of the same model).
+
+The pass stacks P + 1 members along the batch axis of the hidden state entering block 0:
+
+* members 0 … P − 1: the model's own X_0 (its embeddings of the seed's inputs) with the
+  tangents v_k, P probes uniform on the sphere |v|² = n d (``sphere_probes``), so that
+  log_jac_l = log(mean_k |J_l v_k|² / (n d)) is the Hutchinson estimate of
+  log(‖∂X_l/∂X_0‖_F² / (n d));
+* member P: the collapsed state 1 xᵀ (|x|² = q_in d, q_in the mean squared norm of X_0 per
+  width) with a token-mean-zero tangent ⊥ x, giving log D_l, the growth of 1 − ρ near collapse
+  (``collapse.py``), D_0 = 1.
+
+Members never mix (a transformer block treats every batch row alone), so this is P + 1
+independent jvp passes at the cost of about one: the per-layer Python overhead of a framework
+model dominates at these sizes. A model that cannot take a batch of several rows falls back to
+one pass per member, with identical results.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from sigprop.measure.blocks import BlockFunction, DiagnoseError, Run, default_run, find_blocks
+from sigprop.measure.collapse import angle_spread, project_differences
+from sigprop.measure.ensemble import stream_seed
+from sigprop.measure.geometry import simplex_tokens, token_geometry
+from sigprop.measure.trajectory import sphere_probes
+
+PRECISION = 1e-12   # |P T| / |T| below this: token differences drown in rounding
+DRIFT = 1e-6        # 1 − ρ of the collapsed state above this: no longer collapsed
+
+
+def build_model(factory: Callable[[int], nn.Module], seed: int,
+                device: torch.device = torch.device("cpu")) -> nn.Module:
+    """``factory(seed)`` with torch's global generator seeded by ``seed`` (the caller's random
+    state restored after), in float64, eval mode, without gradients, on ``device``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = factory(seed)
+    if not isinstance(model, nn.Module):
+        raise DiagnoseError(f"the factory returned a {type(model).__name__}, not a torch.nn.Module")
+    config = getattr(model, "config", None)
+    if hasattr(config, "use_cache"):
+        config.use_cache = False  # no key/value cache: one pass, nothing kept
+    return model.to(device=device, dtype=torch.float64).eval().requires_grad_(False)
+
+
+class ModelProbe:
+    """The measurements of one built model on the inputs and probes of one seed.
+
+    ``measure()`` reads the model's current parameters, so the model may be rescaled in place
+    between calls (``sigprop.init``). ``width``, when given, must be the model's hidden size.
+    """
+
+    def __init__(self, model: nn.Module, seed: int, *, n_tokens: int, n_probes: int,
+                 width: int | None = None, block_path: str | None = None,
+                 run: Run | None = None) -> None:
+        self.model, self.seed, self.n_tokens, self.n_probes = model, seed, n_tokens, n_probes
+        self.path, blocks = find_blocks(model, block_path)
+        self.blocks = list(blocks)
+        self._run = run if run is not None else default_run(model, blocks, width)
+        self._width = width
+        self._batched = True
+
+    @property
+    def depth(self) -> int:
+        return len(self.blocks)
+
+    def measure(self) -> dict:
+        """{"q", "p", "rho", "one_minus_rho", "effective_rank", "cos_min", "cos_max",
+        "log_jac", "log_spread", "departure"}: arrays over l = 0..L; "width"; "warnings"."""
+        with BlockFunction(self.model, self.blocks, self._run, n_tokens=self.n_tokens,
+                           seed=self.seed) as function:
+            x0 = self._natural_input(function)
+            collapsed, difference = self._collapsed(x0)
+            probes = sphere_probes(self.n_probes, self.n_tokens, x0.shape[-1],
+                                   seed=stream_seed(self.seed, "probes")).to(x0.device)
+            states, tangents = self._propagate(
+                function,
+                torch.cat([x0.expand(self.n_probes, *x0.shape[1:]), collapsed]),
+                torch.cat([probes, difference]),
+            )
+        warnings: list[str] = []
+        natural = [s[:1] for s in states]
+        sq_norms = torch.stack([t[:-1].square().sum((-2, -1)) for t in tangents])  # (L+1, P)
+        log_jac = torch.log(sq_norms.mean(-1) / x0.numel()).cpu().numpy()
+        if not np.all(np.isfinite(log_jac)):
+            warnings.append("Warning: the Jacobian probes over- or underflowed float64 "
+                            "(|log_jac| > 700); λ_g is not defined.")
+        geometry = [_geometry(x) for x in natural]
+        departure = np.array([float(_departure(x, natural[0])) for x in natural])
+        log_spread = _log_spread([s[-1:] for s in states], [t[-1:] for t in tangents], warnings)
+        return {**{key: np.array([g[key] for g in geometry]) for key in geometry[0]},
+                "log_jac": log_jac, "log_spread": log_spread, "departure": departure,
+                "width": x0.shape[-1],
+                "warnings": warnings}
+
+    def _natural_input(self, function: BlockFunction) -> Tensor:
+        x0 = function.natural_input()
+        if self._width is not None and x0.shape[-1] != self._width:
+            raise DiagnoseError(f"width {self._width} does not match the model: its blocks "
+                                f"receive hidden states of width {x0.shape[-1]}")
+        if x0.ndim != 3 or x0.shape[0] != 1 or x0.shape[1] != self.n_tokens:
+            raise DiagnoseError(f"block 0 received hidden states of shape {tuple(x0.shape)}; "
+                                f"expected (1, n_tokens = {self.n_tokens}, width)")
+        return x0
+
+    def _collapsed(self, x0: Tensor) -> tuple[Tensor, Tensor]:
+        """1 xᵀ with |x|² = q_in d, and a unit-spread token-mean-zero tangent ⊥ x."""
+        width = x0.shape[-1]
+        q_in = float(token_geometry(x0)["q"].mean())
+        x = math.sqrt(q_in) * simplex_tokens(1, width, 1.0, 0.0, dtype=x0.dtype,
+                                             seed=stream_seed(self.seed, "collapsed"))
+        x = x.to(x0.device)
+        generator = torch.Generator().manual_seed(stream_seed(self.seed, "difference"))
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        tangent = project_differences(noise, x[0])
+        tangent = tangent / torch.sqrt(angle_spread(tangent, x[0]).mean())
+        return x.expand_as(x0).contiguous(), tangent
+
+    def _propagate(self, function: BlockFunction, x: Tensor, tangent: Tensor
+                   ) -> tuple[list[Tensor], list[Tensor]]:
+        """All members in one pass; one pass per member for a model that rejects the batch."""
+        if self._batched:
+            try:
+                return function.propagate(x, tangent)
+            except (RuntimeError, DiagnoseError) as error:
+                if "forward-mode derivative" in str(error):
+                    raise
+                self._batched = False
+        passes = [function.propagate(x[k:k + 1], tangent[k:k + 1]) for k in range(len(x))]
+        return ([torch.cat(layer) for layer in zip(*(p[0] for p in passes))],
+                [torch.cat(layer) for layer in zip(*(p[1] for p in passes))])
+
+
+def _log_spread(states: list[Tensor], tangents: list[Tensor], warnings: list[str]) -> np.ndarray:
+    """log D_l of the collapsed member, with warnings on overflow, rounding and drift."""
+    log_spread, lowest, drift = [], math.inf, 0.0
+    for state, t in zip(states, tangents):
+        token = state.mean(-2)
+        differences = project_differences(t, token)
+        log_spread.append(float(torch.log(angle_spread(differences, token).mean())))
+        lowest = min(lowest, float(differences.norm() / t.norm()))
+        drift = max(drift, float(token_geometry(state)["one_minus_rho"].max()))
+    if not np.all(np.isfinite(log_spread)):
+        warnings.append("Warning: near collapse the token differences over- or underflowed "
+                        "float64 (|log D| > 700); λ_a is not defined.")
+    if lowest < PRECISION:
+        warnings.append(f"Warning: near collapse the token differences fell to {lowest:.1g} of the "
+                        "tangent (rounding limits λ_a).")
+    if drift > DRIFT:
+        warnings.append(f"Warning: rounding pushed the collapsed state off the line (1 − ρ up to "
+                        f"{drift:.1g}); λ_a was measured away from exact collapse.")
+    return np.array(log_spread)
+
+
+def _departure(x: Tensor, x0: Tensor) -> Tensor:
+    """sin² of the angle between X_l and X_0 as vectors in R^{n d}: 0 for the identity map,
+    the share of X_l's energy that X_0 does not explain."""
+    cosine = (x * x0).sum() / (x.norm() * x0.norm())
+    return 1.0 - cosine.square()
+
+
+def _geometry(x: Tensor) -> dict[str, float]:
+    """token_geometry plus effective rank and extreme pairwise cosines, averaged over batch."""
+    summary = {key: float(value.mean()) for key, value in token_geometry(x).items()}
+    gram = x @ x.mT / x.shape[-1]
+    eigenvalues = torch.linalg.eigvalsh(gram).clamp(min=0.0)
+    weights = eigenvalues / eigenvalues.sum(-1, keepdim=True)
+    entropy = -torch.special.xlogy(weights, weights).sum(-1)
+    norms = torch.sqrt(torch.diagonal(gram, dim1=-2, dim2=-1))
+    cosine = gram / (norms[..., :, None] * norms[..., None, :])
+    off_diagonal = ~torch.eye(x.shape[-2], dtype=torch.bool, device=x.device)
+    summary["effective_rank"] = float(torch.exp(entropy).mean())
+    summary["cos_min"] = float(cosine[..., off_diagonal].min(-1).values.mean())
+    summary["cos_max"] = float(cosine[..., off_diagonal].max(-1).values.mean())
+    return summary
