@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from sigprop.devices import resolve_device
 from sigprop.measure import Estimate, empirical_lambda_a_points, lambda_g_from_log_jac, measure_points
 from sigprop.slices import finite_or_none
 from sigprop.spec import Architecture, InvalidHyperparameter, axis, depth_or
@@ -36,8 +37,10 @@ class SimulationSettings:
     q0: float = 1.0
     rho0: float = 0.0
     n_tokens: int = 16
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "device", str(resolve_device(self.device)))  # "auto" resolved
         for name in ("width", "n_probes"):
             if getattr(self, name) < 1:
                 raise InvalidHyperparameter(f"{name} must be an integer >= 1; got "
@@ -141,6 +144,7 @@ def simulate(
     q0: float = 1.0,
     rho0: float = 0.0,
     n_tokens: int = 16,
+    device: str = "cpu",
     on_layer: Callable[[], None] | None = None,
     **values: Any,
 ) -> SimulationReport:
@@ -149,8 +153,9 @@ def simulate(
 
     ``values``: declared hyperparameters and options; a list of values for a numeric
     hyperparameter adds points (every combination is simulated). ``depth`` defaults to the
-    architecture's depth, else 24. ``on_layer`` is called after each simulated layer
-    (progress). Raises ``InvalidHyperparameter``.
+    architecture's depth, else 24. ``device``: where the networks run ("auto", "cpu", "cuda";
+    they are drawn on the CPU, the theory stays there). ``on_layer`` is called after each
+    simulated layer (progress). Raises ``InvalidHyperparameter``.
     """
     base = Architecture.load(arch)
     if seeds < 1:
@@ -159,7 +164,7 @@ def simulate(
         raise InvalidHyperparameter(f"seed must be an integer >= 0; got {seed}")
     points = points_of(base, values)
     settings = SimulationSettings(depth_or(base, depth, 24), width, tuple(range(seed, seed + seeds)),
-                                  n_probes, q0, rho0, n_tokens)
+                                  n_probes, q0, rho0, n_tokens, device)
     return simulate_points(points, settings, on_layer)
 
 
@@ -184,12 +189,12 @@ def simulate_points(
         measured = measure_points(
             members, depth=settings.depth, width=settings.width, n_tokens=settings.n_tokens,
             q0=settings.q0, rho0=settings.rho0, seeds=list(settings.seeds),
-            n_probes=settings.n_probes, on_layer=on_layer,
+            n_probes=settings.n_probes, on_layer=on_layer, device=settings.device,
         )
         angle = empirical_lambda_a_points(
             members, depth=settings.angle_depth, width=settings.width,
             n_tokens=settings.n_tokens, seeds=list(settings.seeds), burn_in=settings.depth,
-            on_layer=on_layer,
+            on_layer=on_layer, device=settings.device,
         )
         for j, index in enumerate(group):
             trajectories[index] = {k: getattr(measured, k)[j] for k in ("q", "rho", "log_jac")}
@@ -283,11 +288,11 @@ def measured_exponents_on_grid(
     measured = measure_points(
         layers, depth=settings.depth, width=settings.width, n_tokens=settings.n_tokens,
         q0=settings.q0, rho0=settings.rho0, seeds=seeds, n_probes=settings.n_probes,
-        on_layer=on_layer,
+        on_layer=on_layer, device=settings.device,
     )
     angle = empirical_lambda_a_points(
         layers, depth=settings.angle_depth, width=settings.width, n_tokens=settings.n_tokens,
-        seeds=seeds, burn_in=settings.depth, on_layer=on_layer,
+        seeds=seeds, burn_in=settings.depth, on_layer=on_layer, device=settings.device,
     )
     gradient = [lambda_g_from_log_jac(log_jac, settings.burn_in) for log_jac in measured.log_jac]
     return pd.DataFrame({

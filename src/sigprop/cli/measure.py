@@ -52,6 +52,7 @@ def simulate(
     q0: Q0 = 1.0,
     rho0: Rho0 = 0.0,
     n_tokens: NTokens = 16,
+    device: Device = "auto",
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default results/simulate).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -70,7 +71,7 @@ def simulate(
     with bar:
         report = run_simulation(arch, depth=depth, width=width, seeds=seeds, seed=seed,
                                 n_probes=n_probes, q0=q0, rho0=rho0, n_tokens=n_tokens,
-                                on_layer=step, **values)
+                                device=device, on_layer=step, **values)
     if as_json:
         print(json.dumps(report.to_json()))
         if out is None:

@@ -14,6 +14,7 @@ from sigprop.cli.app import app, console, user_errors
 from sigprop.cli.options import (
     AxisOpt,
     Depth,
+    Device,
     JsonFlag,
     NTokens,
     Q0,
@@ -129,6 +130,7 @@ def phase_diagram(
     width: Width = 128,
     seeds: Seeds = 2,
     seed: Seed = 0,
+    device: Device = "auto",
 ) -> None:
     """Heatmaps of λ_a and λ_g over two hyperparameters, with their zero curves.
 
@@ -151,7 +153,8 @@ def phase_diagram(
         if empirical_points < 2:
             raise InvalidHyperparameter(f"empirical-points must be >= 2; got {empirical_points}")
         settings = SimulationSettings(depth=depth or 24, width=width,
-                                      seeds=tuple(range(seed, seed + seeds)), n_tokens=n_tokens)
+                                      seeds=tuple(range(seed, seed + seeds)), n_tokens=n_tokens,
+                                      device=device)
         # Cell centres of a coarse grid: inside the ranges, away from α = 1 where λ_a = −∞.
         xs, ys = (np.linspace(v[0], v[-1], 2 * empirical_points + 1)[1::2]
                   for v in (diagram.x, diagram.y))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jvp, vmap
 
@@ -53,6 +54,7 @@ def stacked_blocks(
     depth: int,
     width: int,
     seeds: Sequence[int],
+    device: torch.device | str = "cpu",
 ) -> Iterator[StackedBlock]:
     """The ``depth`` layers of the networks ``build_network(layer_m, ..., seed=seed_m)``.
 
@@ -60,7 +62,8 @@ def stacked_blocks(
     with ``seeds``): members may differ in every numeric hyperparameter (skip and branch
     weights and κ are buffers, the σ's only scale the draws), but not in structure, so that one
     template serves all.
-    Arguments are validated immediately (``ValueError`` naming the argument).
+    The weights are drawn on the CPU (the same networks on every device) and moved to
+    ``device``. Arguments are validated immediately (``ValueError`` naming the argument).
     """
     check_seeds(seeds)
     layers = [layer] * len(seeds) if isinstance(layer, Serial) else list(layer)
@@ -68,7 +71,7 @@ def stacked_blocks(
         raise ValueError(f"need one seed per layer description; got {len(seeds)} and {len(layers)}")
     check_same_structure(layers)
     blocks = iter_stacked_blocks(layers, seeds, depth, width)
-    return (StackedBlock(block, _tensors(block)) for block in blocks)
+    return (StackedBlock(block.to(device), _tensors(block.to(device))) for block in blocks)
 
 
 def member_passes(
@@ -79,6 +82,7 @@ def member_passes(
     width: int,
     batch: int,
     on_layer: Callable[[], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> Iterator[tuple[list[int], Iterator[StackedBlock]]]:
     """The (point, seed) networks, point-major, ``batch`` members per pass: for each pass its
     members' seeds and its stacked blocks (``on_layer`` called after each block is used)."""
@@ -91,7 +95,7 @@ def member_passes(
         chunk = members[start : start + batch]
         chunk_seeds = [seed for _, seed in chunk]
         blocks = stacked_blocks([layer for layer, _ in chunk], depth=depth, width=width,
-                                seeds=chunk_seeds)
+                                seeds=chunk_seeds, device=device)
         yield chunk_seeds, observed(blocks, on_layer)
 
 

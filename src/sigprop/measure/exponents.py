@@ -63,6 +63,7 @@ def empirical_lambda_a_points(
     burn_in: int,
     batch: int = 64,
     on_layer: Callable[[], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> list[Estimate]:
     """``empirical_lambda_a`` at many hyperparameter points, every (point, seed) network one
     member of a vmapped ensemble (``batch`` members per pass). Seed s starts from the same
@@ -72,10 +73,13 @@ def empirical_lambda_a_points(
         raise ValueError(f"n_tokens must be >= 2 to have token differences; got {n_tokens}")
     per_member = []
     for chunk_seeds, blocks in member_passes(layers, seeds, depth=depth, width=width,
-                                             batch=batch, on_layer=on_layer):
-        x0 = torch.stack([_collapsed_token(width, seed=stream_seed(s, "collapsed")) for s in chunk_seeds])
-        t0 = torch.stack([_gaussian(n_tokens, width, seed=stream_seed(s, "difference")) for s in chunk_seeds])
-        per_member.append(collapsed_log_ratios(blocks, x0, t0).numpy()[:, burn_in:].mean(axis=1))
+                                             batch=batch, on_layer=on_layer, device=device):
+        x0 = torch.stack([_collapsed_token(width, seed=stream_seed(s, "collapsed"))
+                          for s in chunk_seeds]).to(device)
+        t0 = torch.stack([_gaussian(n_tokens, width, seed=stream_seed(s, "difference"))
+                          for s in chunk_seeds]).to(device)
+        log_ratios = collapsed_log_ratios(blocks, x0, t0).cpu().numpy()
+        per_member.append(log_ratios[:, burn_in:].mean(axis=1))
     rates = np.concatenate(per_member).reshape(len(layers), len(seeds))
     return [_estimate(row) for row in rates]
 

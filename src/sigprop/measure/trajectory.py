@@ -50,6 +50,7 @@ def measure_trajectory(
     rho0: float,
     seeds: Sequence[int],
     n_probes: int = 4,
+    device: torch.device | str = "cpu",
 ) -> Trajectory:
     """Geometry and log_jac of ``build_network(layer, depth, width, seed=s)``.
 
@@ -59,7 +60,7 @@ def measure_trajectory(
     """
     points = measure_points(
         [layer], depth=depth, width=width, n_tokens=n_tokens, q0=q0, rho0=rho0, seeds=seeds,
-        n_probes=n_probes,
+        n_probes=n_probes, device=device,
     )
     return Trajectory(**{k: v[0] for k, v in vars(points).items()})
 
@@ -76,6 +77,7 @@ def measure_points(
     n_probes: int = 4,
     batch: int = 64,
     on_layer: Callable[[], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> Trajectory:
     """``measure_trajectory`` for many hyperparameter points at once: arrays of shape
     (points, seeds, L + 1).
@@ -84,6 +86,7 @@ def measure_points(
     pass; the layers must share their structure and activation. Seed s uses the same inputs
     and probes at every point (common random numbers), and the results do not depend on
     ``batch``. ``on_layer`` is called after every layer of every pass (progress reporting).
+    Networks, inputs and probes are drawn on the CPU and run on ``device``.
     """
     if n_tokens < 2:
         raise ValueError(f"n_tokens must be >= 2 for the off-diagonal geometry p; got {n_tokens}")
@@ -91,15 +94,15 @@ def measure_points(
         raise ValueError(f"n_probes must be >= 1; got {n_probes}")
     parts = []
     for chunk_seeds, blocks in member_passes(layers, seeds, depth=depth, width=width,
-                                             batch=batch, on_layer=on_layer):
+                                             batch=batch, on_layer=on_layer, device=device):
         x0 = torch.stack(
             [simplex_tokens(n_tokens, width, q0, rho0, seed=stream_seed(s, "input tokens"))
              for s in chunk_seeds]
-        )
+        ).to(device)
         probes = torch.stack(
             [sphere_probes(n_probes, n_tokens, width, seed=stream_seed(s, "probes"))
              for s in chunk_seeds]
-        )
+        ).to(device)
         parts.append(propagate(blocks, x0, probes))
     shape = (len(layers), len(seeds), depth + 1)
     return Trajectory(
@@ -156,4 +159,4 @@ def _log_mean_exp(values: Tensor) -> Tensor:
 
 
 def _by_layer(per_layer: list[Tensor]) -> np.ndarray:
-    return torch.stack(per_layer, dim=-1).numpy()
+    return torch.stack(per_layer, dim=-1).cpu().numpy()
