@@ -49,7 +49,8 @@ def solve(ensemble: ScaledEnsemble, start: dict[str, float],
           bounds: dict[str, tuple[float, float]], *, min_departure: float,
           tolerance: float) -> Solution:
     """The factors (knob → s) nearest (0, 0) in (log_gap_L, log_jac_L) with departure ≥
-    ``min_departure`` and s within ``bounds``, searched from ``start``."""
+    ``min_departure`` and s within ``bounds``, searched from ``start``; every evaluation already
+    in ``ensemble.history`` is a candidate too."""
     names = list(start)
     low = np.log([bounds[n][0] for n in names])
     high = np.log([bounds[n][1] for n in names])
