@@ -14,7 +14,7 @@ from sigprop.cli import app
 from sigprop.experiment import sweep_spec
 from sigprop.spec import Architecture
 from sigprop.sweep import SweepSpec, normalize_storage, open_study, run_worker, trials_frame
-from sigprop.sweep.screen import Screen, ScreenedSampler, screen_cost, screen_trial
+from sigprop.sweep.screen import DEFAULT_TAU, Screen, ScreenedSampler, screen_cost, screen_trial
 from sigprop.train.exponents import theory_at_init
 
 NEAR = {"alpha": 0.322, "sigma_w": 1.733, "sigma_b": 0.314, "sigma_A": 2.545}  # L·λ ≈ (−1.5, −1.4)
@@ -96,6 +96,8 @@ def test_screen_inputs_are_checked():
             Screen(**kwargs)
     with pytest.raises(ValueError, match="sigmaw"):
         ScreenedSampler(Screen(), {"sigmaw": FloatDistribution(0.3, 6.0)})
+    with pytest.raises(ValueError, match="seed"):
+        ScreenedSampler(Screen(), BOX, optuna.samplers.TPESampler(seed=0), seed=1)
     with pytest.raises(ValueError, match="lr"):
         study = optuna.create_study()
         trial = study.ask({"alpha": FloatDistribution(0.1, 0.9), "lr": FloatDistribution(0.1, 1)})
@@ -181,3 +183,9 @@ def test_bad_screen_thresholds_exit_2_with_one_line(tmp_path, monkeypatch, args,
     assert out.exit_code == 2 and named in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "results").exists()  # nothing was started
+
+
+def test_the_cli_states_the_screen_defaults():
+    help_text = CliRunner().invoke(app, ["sweep", "--help"], env={"COLUMNS": "200"}).stdout
+    assert help_text.count(f"(default {DEFAULT_TAU:g})") == 2
+    assert (Screen().tau_a, Screen().tau_g) == (DEFAULT_TAU, DEFAULT_TAU)

@@ -172,9 +172,11 @@ class ScreenedSampler(BaseSampler):
     as that sampler would propose them on its own (its relative proposal where it makes one,
     its independent one otherwise), one at a time, and proposes the first x_k that passes; no
     draw is wasted, so the proposals are exactly the passing draws of the inner sampler, in
-    order. They therefore follow the inner sampler's distribution
-    restricted to the box B = {|L·λ_a| ≤ τ_a, |L·λ_g| ≤ τ_g}: with a random inner sampler,
-    uniform on B. Parameters outside ``search_space`` (a learning rate) come from ``inner``.
+    order. They follow the inner sampler's distribution restricted to the box
+    B = {|L·λ_a| ≤ τ_a, |L·λ_g| ≤ τ_g} (with a random inner sampler, uniform on B), and a
+    search needs, in expectation, P(x ∈ B) times the trainings of the unscreened one to reach a
+    loss that only points inside B reach. Parameters outside ``search_space`` (a learning rate)
+    come from ``inner``; ``seed`` seeds the default inner sampler.
 
     Why the first passing candidate and not the one nearest a = g = 0: the nearest are those
     with the weakest residual branches (α → 0, nearly the identity at every depth), which train
@@ -205,6 +207,9 @@ class ScreenedSampler(BaseSampler):
         if isinstance(max_candidates, bool) or not isinstance(max_candidates, int) \
                 or max_candidates < 1:
             raise ValueError(f"max_candidates: must be an integer >= 1; got {max_candidates!r}")
+        if inner is not None and seed is not None:
+            raise ValueError("seed: seeds the default inner sampler; seed the inner sampler "
+                             "you give instead")
         self.screen = screen
         self.search_space = dict(search_space)
         self.inner = inner if inner is not None else RandomSampler(seed=seed)
