@@ -108,12 +108,39 @@ def test_unreachable_target_gives_the_closest_point_and_why(monkeypatch):
     assert abs(result.after["log_gap_L"]) > 0.5
 
 
+def test_normalized_gradient_target(monkeypatch):
+    """With the gradient of the token directions as the target, the encoder reaches both
+    totals; the raw gradient total is then free to follow the residual stream's growth."""
+    monkeypatch.chdir(HERE)
+    result = critical_init("init_models:encoder", gradient="normalized", **SMALL)
+    assert result.reached, result.reason
+    assert abs(result.after["log_gap_L"]) <= 0.5
+    assert abs(result.after["log_jac_norm_L"]) <= 0.5
+    assert result.to_json()["gradient"] == "normalized"
+
+
+def test_raw_gradient_total_of_pre_ln_is_the_stream_growth():
+    """Through unit residuals, log_jac_L ≈ log(q_L/q_0) + log_jac_norm_L (the norm of each
+    token grows, its direction's Jacobian does not), which ties the raw target to the
+    departure 1 − q_0/q_L."""
+    import numpy as np
+
+    from sigprop import diagnose
+
+    result = diagnose(hf="gpt2", layers=12, width=64, heads=2, seeds=2, n_probes=4)
+    q = result.layers["q"]
+    growth = np.log(q[:, -1] / q[:, 0]).mean()
+    assert growth > 0.3
+    assert result.log_jac_L.mean == pytest.approx(growth + result.log_jac_norm_L.mean, abs=0.1)
+
+
 @pytest.mark.parametrize("args, message", [
     (["init_models:no_blocks"], "no sequence of blocks"),
     (["init_models:mlp_stack", "--knob", "attn_values"], "matches no parameter"),
     (["--hf", "gpt2", "--layers", "2", "--width", "32", "--knob", "gain"], "knobs must be among"),
     (["--hf", "gpt2", "--layers", "2", "--width", "32", "--tolerance", "0"], "tolerance"),
     (["--hf", "gpt2", "--layers", "2", "--width", "32", "--device", "tpu"], "device"),
+    (["--hf", "gpt2", "--layers", "2", "--width", "32", "--gradient", "log"], "gradient must be"),
 ])
 def test_bad_input_exits_2_with_one_line(args, message):
     result = run_cli("init", *args, "--seeds", "1", "--n-probes", "1")

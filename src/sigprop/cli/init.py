@@ -42,6 +42,10 @@ def init(
         "--knob", help="A knob to tune (repeat): attn_logits, attn_values, mlp_input (weight "
                        "multipliers), attn_branch, mlp_branch (residual branch multipliers). "
                        "Default: mlp_input and attn_values.")] = None,
+    gradient: Annotated[str, typer.Option(help="The gradient total to target: raw "
+                                          "(log ‖∂X_L/∂X_0‖², the paper's λ_g) or normalized "
+                                          "(of the token directions, what a final norm passes "
+                                          "on).")] = "raw",
     tolerance: Annotated[float, typer.Option(help="Target: |L·λ_a^(L)| and |L·λ_g^(L)| at most "
                                              "this.")] = 0.5,
     min_departure: Annotated[float, typer.Option(help="Non-identity constraint: sin² of the "
@@ -93,7 +97,7 @@ def init(
                                   f"{evaluation.log_jac_L:+.2f}, departure "
                                   f"{evaluation.departure:.2f}")
 
-            result = critical_init(factory, knobs=tuple(knob or DEFAULT_KNOBS),
+            result = critical_init(factory, knobs=tuple(knob or DEFAULT_KNOBS), gradient=gradient,
                                    tolerance=tolerance, min_departure=min_departure,
                                    min_branch=min_branch, min_scale=min_scale,
                                    max_scale=max_scale,
@@ -120,15 +124,16 @@ def _status(message: str, quiet: bool):
 
 def _print(result) -> None:
     table = Table(title=f"{result.model}: {result.depth} blocks")
-    for column in ("", "L·λ_a^(L) = log gap_L", "L·λ_g^(L) = log_jac_L", "departure"):
+    for column in ("", "L·λ_a^(L) = log gap_L", "L·λ_g^(L) = log_jac_L", "log_jac_norm_L",
+                   "departure"):
         table.add_column(column, justify="right")
     for name in ("before", "after"):
         row = getattr(result, name)
-        table.add_row(name, *(_pm(row, key) for key in ("log_gap_L", "log_jac_L")),
+        table.add_row(name, *(_pm(row, key) for key in ("log_gap_L", "log_jac_L", "log_jac_norm_L")),
                       f"{row['departure']:.3f}")
     console.print(table)
     console.print("factors: " + ", ".join(f"{k} × {v:.4g}" for k, v in result.scales.items()))
-    console.print(f"constraint: {result.constraint}")
+    console.print(f"gradient target: {result.gradient}; constraint: {result.constraint}")
     console.print(f"input: {result.input}")
     if result.warm_start is not None:
         warm = result.warm_start

@@ -10,6 +10,14 @@ network). The input geometry is stated with the result: λ_a^(L) from nearly col
 (ρ0 → 1) at the norm q_in of the model's own embeddings, λ_g^(L) from those embeddings of
 uniformly random tokens (or orthogonal unit tokens for plain modules).
 
+``gradient="normalized"`` targets log_jac_norm_L instead: the gradient total of the token
+directions, which is what reaches the loss through a final norm. Through unit residuals the
+tokens' squared norm grows by q_L/q_0 and the raw total grows with it,
+log_jac_L ≈ log(q_L/q_0) + log_jac_norm_L (measured within 0.03 on GPT-2 and Llama at depth
+48), while the departure of the output from the input is about 1 − q_0/q_L. So in Pre-LN models
+the raw target |log_jac_L| ≤ 0.5 caps the departure near 1 − e^−0.5 ≈ 0.4: it can only be met by
+blocks close to the identity. The normalized target has no such tie (docs/theory.md §10).
+
 The trivial answer is excluded by a stated constraint. Branch multipliers → 0 make every block
 the identity, and then both totals vanish for free (ReZero starts there on purpose). So
 
@@ -51,6 +59,7 @@ from sigprop.measure.factories import hf_factory, load_factory
 from sigprop.measure.model_probe import build_model
 
 DEFAULT_KNOBS = ("mlp_input", "attn_values")
+GRADIENTS = ("raw", "normalized")
 
 
 def critical_init(
@@ -61,6 +70,7 @@ def critical_init(
     width: int | None = None,
     heads: int | None = None,
     knobs: Sequence[str] = DEFAULT_KNOBS,
+    gradient: str = "raw",
     tolerance: float = 0.5,
     min_departure: float = 0.25,
     min_branch: float = 1.0,
@@ -95,6 +105,8 @@ def critical_init(
     """
     started = time.perf_counter()
     _check_settings(tolerance, min_departure, min_branch, min_scale, max_scale)
+    if gradient not in GRADIENTS:
+        raise DiagnoseError(f"gradient must be one of {', '.join(GRADIENTS)}; got {gradient!r}")
     chosen = check_knobs(list(knobs))
     instance = model if isinstance(model, nn.Module) else None
     factory, run = _factory(model, hf, layers, width, heads, run)
@@ -107,13 +119,15 @@ def critical_init(
         raise DiagnoseError(f"search_seeds must be in [1, seeds = {len(seeds)}]; got {search_seeds}")
     searched = seeds[:search_seeds]
     models = [build_model(factory, s, device) for s in searched]
-    ensemble = ScaledEnsemble(models, searched, chosen, on_evaluation=on_evaluation, **measure)
+    ensemble = ScaledEnsemble(models, searched, chosen, gradient=gradient,
+                              on_evaluation=on_evaluation, **measure)
     bounds = {k.name: ((min_branch if k.kind == "branch" else min_scale), max_scale)
               for k in chosen}
     start = {k.name: float(np.clip(1.0, *bounds[k.name])) for k in chosen}
     settings = dict(min_departure=min_departure, tolerance=tolerance)
     theory = hf_theory_model(models[0], n_tokens) if warm_start else None
-    warm = theory_start(theory, start, bounds, **settings) if theory is not None else None
+    warm = (theory_start(theory, start, bounds, gradient=gradient, **settings)
+            if theory is not None else None)
     if warm is not None:
         ensemble.evaluate(start)  # the framework's own init stays a candidate
         start = warm.solution.best.scales
@@ -123,13 +137,14 @@ def critical_init(
                      prepare=lambda m: apply_scales(m, scales, parameters, block_path), **measure)
     if instance is not None:
         apply_scales(instance, scales, parameters, block_path)
-    reached = all(abs(total.mean) <= tolerance for total in (after.log_gap_L, after.log_jac_L))
+    jac = after.log_jac_L if gradient == "raw" else after.log_jac_norm_L
+    reached = all(abs(total.mean) <= tolerance for total in (after.log_gap_L, jac))
     return CriticalInit(
         scales=scales, parameters=parameters, before=summary(before),
         after=summary(after), evaluations=len(ensemble.history),
         seconds=time.perf_counter() - started, reached=reached,
-        reason="" if reached else (solution.reason or _missed(after, tolerance)),
-        constraint=_constraint(chosen, bounds, min_departure),
+        reason="" if reached else (solution.reason or _missed(after, tolerance, gradient)),
+        constraint=_constraint(chosen, bounds, min_departure), gradient=gradient,
         model=before.description, depth=before.depth,
         input=_input(n_tokens, seeds, searched, n_probes),
         path=[e.to_json() for e in ensemble.history],
@@ -190,10 +205,11 @@ def build_initialized(
     return apply_init(built, init, block_path)
 
 
-def _missed(after, tolerance: float) -> str:
-    return (f"on all seeds the totals ({after.log_gap_L.mean:+.3f}, {after.log_jac_L.mean:+.3f}) "
-            f"miss ±{tolerance:g}, although the searched seeds met it: the seed spread is "
-            "comparable to the tolerance (more --search-seeds)")
+def _missed(after, tolerance: float, gradient: str) -> str:
+    jac = after.log_jac_L if gradient == "raw" else after.log_jac_norm_L
+    return (f"on all seeds the totals ({after.log_gap_L.mean:+.3f}, {jac.mean:+.3f}) miss "
+            f"±{tolerance:g}, although the searched seeds met it: the seed spread is comparable "
+            "to the tolerance (more --search-seeds)")
 
 
 def _input(n_tokens: int, seeds: Sequence[int], searched: Sequence[int], n_probes: int) -> str:

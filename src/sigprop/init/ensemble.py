@@ -6,6 +6,7 @@ returns the whole-model totals, averaged over seeds,
 
     log_gap_L = log D_L     (growth of 1 − ρ near collapse, the limit ρ0 → 1),
     log_jac_L = log(‖∂X_L/∂X_0‖_F² / (n d))   (from the model's own embeddings),
+    log_jac_norm_L   (the same for the token directions, what a final norm passes on),
     departure = sin²∠(X_L, X_0)   (0 for the identity map),
 
 which are L·λ_a^(L), L·λ_g^(L) and the distance from the trivial answer. Rescaling from the
@@ -29,20 +30,26 @@ from sigprop.measure.model_probe import ModelProbe
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Seed means at one set of factors (``scales``: knob name → factor)."""
+    """Seed means at one set of factors (``scales``: knob name → factor). ``gradient`` names
+    the gradient total the search targets: "raw" (log_jac_L) or "normalized"
+    (log_jac_norm_L)."""
 
     scales: dict[str, float]
     log_gap_L: float
     log_jac_L: float
+    log_jac_norm_L: float
     departure: float
+    gradient: str = "raw"
 
     @property
     def residual(self) -> np.ndarray:
-        return np.array([self.log_gap_L, self.log_jac_L])
+        jac = self.log_jac_L if self.gradient == "raw" else self.log_jac_norm_L
+        return np.array([self.log_gap_L, jac])
 
     def to_json(self) -> dict:
         return {"scales": self.scales, "log_gap_L": self.log_gap_L,
-                "log_jac_L": self.log_jac_L, "departure": self.departure}
+                "log_jac_L": self.log_jac_L, "log_jac_norm_L": self.log_jac_norm_L,
+                "departure": self.departure}
 
 
 class ScaledEnsemble:
@@ -50,8 +57,8 @@ class ScaledEnsemble:
 
     def __init__(self, models: Sequence[nn.Module], seeds: Sequence[int], knobs: tuple[Knob, ...],
                  *, n_tokens: int, n_probes: int, block_path: str | None = None,
-                 run: Run | None = None, on_evaluation: Callable[[Evaluation], None] | None = None
-                 ) -> None:
+                 run: Run | None = None, gradient: str = "raw",
+                 on_evaluation: Callable[[Evaluation], None] | None = None) -> None:
         self.models = list(models)
         self.knobs = knobs
         self.probes = [ModelProbe(m, s, n_tokens=n_tokens, n_probes=n_probes,
@@ -61,6 +68,7 @@ class ScaledEnsemble:
         self.originals = [{n: t.detach().clone() for n, t in m.named_parameters()}
                           for m in self.models]
         self.history: list[Evaluation] = []
+        self.gradient = gradient
         self._on_evaluation = on_evaluation
 
     @property
@@ -82,9 +90,9 @@ class ScaledEnsemble:
                 scale_slots(model, slots[knob], factor)
             result = probe.measure()
             totals.append((result["log_spread"][-1], result["log_jac"][-1],
-                           result["departure"][-1]))
-        gap, jac, departure = (float(v) for v in np.mean(totals, axis=0))
-        evaluation = Evaluation(dict(scales), gap, jac, departure)
+                           result["log_jac_norm"][-1], result["departure"][-1]))
+        gap, jac, jac_norm, departure = (float(v) for v in np.mean(totals, axis=0))
+        evaluation = Evaluation(dict(scales), gap, jac, jac_norm, departure, self.gradient)
         self.history.append(evaluation)
         if self._on_evaluation is not None:
             self._on_evaluation(evaluation)

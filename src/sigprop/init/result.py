@@ -13,7 +13,9 @@ The JSON (``CriticalInit.to_json``, written by ``sigprop init --out``) ::
 "evaluations" counts probe evaluations of the real model; the theory's are in "warm_start".
 
 lambda_a and lambda_g are the finite-depth per-layer exponents at the model's depth L,
-λ_a^(L) = log_gap_L / L and λ_g^(L) = log_jac_L / L (``sigprop.diagnose``).
+λ_a^(L) = log_gap_L / L and λ_g^(L) = log_jac_L / L (``sigprop.diagnose``); lambda_g_norm =
+log_jac_norm_L / L is the gradient exponent of the token directions. "gradient" names the one
+the search targeted ("raw" or "normalized").
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ FORMAT = 1
 def summary(diagnosis: Diagnosis) -> dict:
     """The whole-model numbers of a diagnosis (seed means and standard errors)."""
     out = {}
-    for name in ("lambda_a_depth", "lambda_g_depth", "log_gap_L", "log_jac_L"):
+    for name in ("lambda_a_depth", "lambda_g_depth", "log_gap_L", "log_jac_L", "log_jac_norm_L"):
         estimate = getattr(diagnosis, name)
         key = name.removesuffix("_depth")
         out |= {key: _finite(estimate.mean), f"{key}_stderr": _finite(estimate.stderr)}
     departure = diagnosis.layers["departure"][:, -1]
+    out["lambda_g_norm"] = _finite(diagnosis.log_jac_norm_L.mean / diagnosis.depth)
     return {**out, "departure": _finite(departure.mean()),
             "one_minus_rho_L": _finite(diagnosis.mean("one_minus_rho")[-1]),
             "lambda_a_late": _finite(diagnosis.lambda_a.mean),
@@ -65,6 +68,7 @@ class CriticalInit:
     input: str
     path: list[dict] = field(default_factory=list)
     warm_start: dict | None = None
+    gradient: str = "raw"
 
     def apply(self, model: nn.Module, block_path: str | None = None) -> nn.Module:
         """Rescale ``model``'s initial parameters in place (and return it)."""
@@ -74,7 +78,8 @@ class CriticalInit:
         return {
             "before": self.before, "after": self.after, "scales": self.scales,
             "evaluations": self.evaluations, "seconds": round(self.seconds, 2),
-            "reached": self.reached, "reason": self.reason, "constraint": self.constraint,
+            "reached": self.reached, "reason": self.reason, "gradient": self.gradient,
+            "constraint": self.constraint,
             "knobs": {name: {"kind": KNOBS[name].kind, "summary": KNOBS[name].summary,
                              "parameters": self.parameters[name]} for name in self.scales},
             "model": self.model, "depth": self.depth, "input": self.input, "format": FORMAT,
@@ -107,7 +112,7 @@ def load_init(source: str | Path | dict | CriticalInit) -> CriticalInit:
         seconds=source["seconds"], reached=source["reached"], reason=source["reason"],
         constraint=source["constraint"], model=source["model"], depth=source["depth"],
         input=source["input"], path=source.get("path", []),
-        warm_start=source.get("warm_start"),
+        warm_start=source.get("warm_start"), gradient=source.get("gradient", "raw"),
     )
 
 

@@ -17,7 +17,9 @@ standard deviation s = ``initializer_range`` (0.02); in sigprop's fan-in units t
 
 The knobs act on the description as on the model: mlp_input multiplies σ_w, attn_logits σ_A,
 attn_values and attn_branch b_A, mlp_branch σ_2. The totals are L·λ_a^(L) of the theory (ρ0 → 1),
-log_jac_L of its trajectory from q0 and ρ0 = 0 (distinct random tokens), and the departure
+log_jac_L of its trajectory from q0 and ρ0 = 0 (distinct random tokens), its normalized
+version log_jac_L − log(q_L/q0) (a per-token norm divides the tangent by the token's norm), and
+the departure
 
     sin²∠(X_L, X_0) = 1 − ⟨X_L, X_0⟩² / (|X_L|² |X_0|²) = 1 − q0 / q_L,
 
@@ -61,8 +63,9 @@ class TheoryModel:
 class TheoryEnsemble:
     """``ScaledEnsemble``'s interface (``evaluate``, ``history``) on the theory's totals."""
 
-    def __init__(self, theory: TheoryModel) -> None:
+    def __init__(self, theory: TheoryModel, gradient: str = "raw") -> None:
         self.theory = theory
+        self.gradient = gradient
         self.history: list[Evaluation] = []
 
     def evaluate(self, scales: dict[str, float]) -> Evaluation:
@@ -76,8 +79,9 @@ class TheoryEnsemble:
                       n_tokens=self.theory.n_tokens, **values)
         gap = sigprop.exponents(self.theory.preset, **common).profile.lambda_a * self.theory.depth
         path = sigprop.trajectory(self.theory.preset, rho0=0.0, **common).to_json()["layers"]
-        evaluation = Evaluation(dict(scales), float(gap), float(path[-1]["log_jac"]),
-                                1.0 - self.theory.q0 / float(path[-1]["q"]))
+        jac, q_ratio = float(path[-1]["log_jac"]), float(path[-1]["q"]) / self.theory.q0
+        evaluation = Evaluation(dict(scales), float(gap), jac, jac - math.log(q_ratio),
+                                1.0 - 1.0 / q_ratio, self.gradient)
         self.history.append(evaluation)
         return evaluation
 
@@ -124,9 +128,9 @@ class WarmStart:
 
 def theory_start(theory: TheoryModel, start: dict[str, float],
                  bounds: dict[str, tuple[float, float]], *, min_departure: float,
-                 tolerance: float) -> WarmStart:
+                 tolerance: float, gradient: str = "raw") -> WarmStart:
     """The constrained search of ``solve`` on the theory's totals."""
     started = time.perf_counter()
-    ensemble = TheoryEnsemble(theory)
+    ensemble = TheoryEnsemble(theory, gradient)
     solution = solve(ensemble, start, bounds, min_departure=min_departure, tolerance=tolerance)
     return WarmStart(theory, solution, len(ensemble.history), time.perf_counter() - started)

@@ -8,6 +8,11 @@ Per layer l = 0..L (l = 0 the hidden states entering block 0), mean ± standard 
 * ``cos_min``, ``cos_max``: the smallest and largest cosine between two distinct tokens;
 * ``log_jac`` = log(‖∂X_l/∂X_0‖_F² / (n d)) from ``n_probes`` probes on the sphere |v|² = n d
   (``sphere_probes``: unbiased for ‖J‖_F², as in ``trajectory.py``);
+* ``log_jac_norm`` = the same for the token directions x_i/|x_i|·sqrt(d), what a final norm
+  passes on to the loss, relative to l = 0: log of mean_k Σ_i d |P⊥_i (J_l v_k)_i|² / |x_i|²
+  over the same at l = 0, with P⊥_i the projection orthogonal to token i. Through unit
+  residuals the tokens' norm grows (q_l) and log_jac grows with it: log_jac_l ≈ log(q_l/q_0) +
+  log_jac_norm_l in a Pre-LN model;
 * ``log_spread`` = log D_l near collapse (``collapse.py``), D_0 = 1;
 * ``departure`` = sin² of the angle between X_l and X_0 as vectors in R^{n d}: 0 while the
   blocks are the identity (the trivial way to make both exponents vanish), 1 once X_l has
@@ -64,7 +69,7 @@ from sigprop.measure.factories import hf_factory, load_factory
 from sigprop.measure.model_probe import ModelProbe, build_model
 
 LAYER_FIELDS = ("q", "p", "rho", "one_minus_rho", "effective_rank", "cos_min", "cos_max",
-                "log_jac", "log_spread", "departure")
+                "log_jac", "log_jac_norm", "log_spread", "departure")
 DEEP = 3.0          # |λ| L above this (a factor e³ ≈ 20 over the network) is deep in a regime
 COLLAPSED = 1e-3    # 1 − ρ_L below this: the tokens have collapsed (docs/theory.md §8)
 
@@ -115,6 +120,11 @@ class Diagnosis:
         return _estimate(self.layers["log_jac"][:, -1])
 
     @property
+    def log_jac_norm_L(self) -> Estimate:
+        """The gradient total of the token directions (what a final norm passes on)."""
+        return _estimate(self.layers["log_jac_norm"][:, -1])
+
+    @property
     def lambda_a_depth(self) -> Estimate:
         """Finite-depth λ_a^(L) = log_gap_L / L: the mean per-layer rate over all L layers."""
         return _estimate(self.layers["log_spread"][:, -1] / self.depth)
@@ -145,7 +155,7 @@ class Diagnosis:
         ]
         exponents = {}
         for name in ("lambda_a", "lambda_g", "lambda_a_depth", "lambda_g_depth", "log_gap_L",
-                     "log_jac_L"):
+                     "log_jac_L", "log_jac_norm_L"):
             estimate = getattr(self, name)
             exponents |= {name: _json(estimate.mean), f"{name}_stderr": _json(estimate.stderr),
                           f"{name}_per_seed": [_json(v) for v in estimate.per_seed]}

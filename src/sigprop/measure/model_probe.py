@@ -75,7 +75,8 @@ class ModelProbe:
 
     def measure(self) -> dict:
         """{"q", "p", "rho", "one_minus_rho", "effective_rank", "cos_min", "cos_max",
-        "log_jac", "log_spread", "departure"}: arrays over l = 0..L; "width"; "warnings"."""
+        "log_jac", "log_jac_norm", "log_spread", "departure"}: arrays over l = 0..L; "width";
+        "warnings"."""
         with BlockFunction(self.model, self.blocks, self._run, n_tokens=self.n_tokens,
                            seed=self.seed) as function:
             x0 = self._natural_input(function)
@@ -91,6 +92,8 @@ class ModelProbe:
         natural = [s[:1] for s in states]
         sq_norms = torch.stack([t[:-1].square().sum((-2, -1)) for t in tangents])  # (L+1, P)
         log_jac = torch.log(sq_norms.mean(-1) / x0.numel()).cpu().numpy()
+        directions = torch.stack([_direction_sq_norm(s[:1], t[:-1]) for s, t in zip(states, tangents)])
+        log_jac_norm = torch.log(directions.mean(-1) / directions[0].mean()).cpu().numpy()
         if not np.all(np.isfinite(log_jac)):
             warnings.append("Warning: the Jacobian probes over- or underflowed float64 "
                             "(|log_jac| > 700); λ_g is not defined.")
@@ -98,7 +101,8 @@ class ModelProbe:
         departure = np.array([float(_departure(x, natural[0])) for x in natural])
         log_spread = _log_spread([s[-1:] for s in states], [t[-1:] for t in tangents], warnings)
         return {**{key: np.array([g[key] for g in geometry]) for key in geometry[0]},
-                "log_jac": log_jac, "log_spread": log_spread, "departure": departure,
+                "log_jac": log_jac, "log_jac_norm": log_jac_norm, "log_spread": log_spread,
+                "departure": departure,
                 "width": x0.shape[-1],
                 "warnings": warnings}
 
@@ -159,6 +163,15 @@ def _log_spread(states: list[Tensor], tangents: list[Tensor], warnings: list[str
         warnings.append(f"Warning: rounding pushed the collapsed state off the line (1 − ρ up to "
                         f"{drift:.1g}); λ_a was measured away from exact collapse.")
     return np.array(log_spread)
+
+
+def _direction_sq_norm(x: Tensor, tangents: Tensor) -> Tensor:
+    """Σ_i d |P⊥_i T_i|² / |x_i|² per tangent: the squared tangent of the token directions
+    x_i / |x_i| · sqrt(d), what a final RMSNorm passes on (P⊥_i removes the part along x_i)."""
+    norms_sq = x.square().sum(-1, keepdim=True)  # (1, n, 1)
+    along = (tangents * x).sum(-1, keepdim=True)
+    perpendicular = tangents.square().sum(-1, keepdim=True) - along.square() / norms_sq
+    return (x.shape[-1] * perpendicular / norms_sq).sum((-2, -1))
 
 
 def _departure(x: Tensor, x0: Tensor) -> Tensor:
