@@ -20,6 +20,15 @@ CONFIG = {"alpha": 0.5, "sigma_w": 1.0, "seed": 0}
 RUN = dict(steps=30, lr=1e-2, context=9, batch=8, seed=3, eval_windows=8, corpus=CORPUS)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread is fastest, and stays fast on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_lm() -> nn.Module:
     return build_lm(CONFIG, CORPUS.vocab_size, depth=2, width=16)
 
