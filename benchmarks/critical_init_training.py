@@ -69,11 +69,14 @@ BIN = 10            # steps per point of the figure's curves
 PLATEAU = 3.0       # "steps to < 3.0": leaving the unigram plateau (3.34 nats/char)
 
 ARMS = (  # (model, init)
-    ("sigprop", "default"), ("sigprop", "critical"), ("sigprop", "off-critical"),
-    ("hf", "default"), ("hf", "critical"),
+    ("sigprop", "default"), ("sigprop", "critical"), ("sigprop", "critical-normalized"),
+    ("sigprop", "off-critical"),
+    ("hf", "default"), ("hf", "critical"), ("hf", "critical-normalized"),
 )
 LABELS = {"sigprop": "sigprop CausalLM, pre-ln preset", "hf": "Hugging Face GPT2LMHeadModel"}
-COLORS = {"default": "tab:blue", "critical": "tab:green", "off-critical": "tab:red"}
+COLORS = {"default": "tab:blue", "critical": "tab:green", "critical-normalized": "tab:purple",
+          "off-critical": "tab:red"}
+GRADIENT = {"critical": "raw", "critical-normalized": "normalized"}  # the init's gradient target
 
 
 # ---------------------------------------------------------------------------- the models
@@ -131,26 +134,28 @@ def initializations(out: Path, log) -> tuple[dict, dict]:
 
     inits, exponents_path = {}, out / "exponents.json"
     exponents = json.loads(exponents_path.read_text()) if exponents_path.exists() else {}
-    for model in ("sigprop", "hf"):
-        path = out / f"init_{model}.json"
+    for model, kind in [(m, k) for m in ("sigprop", "hf") for k in GRADIENT]:
+        suffix = "" if kind == "critical" else "_normalized"
+        path = out / f"init_{model}{suffix}.json"
         run = token_run if model == "sigprop" else None
         if path.exists():
-            inits[model] = load_init(path)
-            log(f"critical init of {model}: stored ({path})")
+            inits[model, kind] = load_init(path)
+            log(f"{kind} init of {model}: stored ({path})")
         else:
-            log(f"critical init of {model}: searching (float64, seeds 0-{MEASURE_SEEDS - 1}) …")
+            log(f"{kind} init of {model}: searching (float64, seeds 0-{MEASURE_SEEDS - 1}) …")
             found = critical_init(factory(model), knobs=KNOBS, seeds=MEASURE_SEEDS, run=run,
+                                  gradient=GRADIENT[kind],
                                   on_evaluation=lambda e: log(
                                       f"  {_scales(e.scales)}: log_gap_L {e.log_gap_L:+.3f}, "
                                       f"log_jac_L {e.log_jac_L:+.3f}, departure "
                                       f"{e.departure:.3f}"))
             found.write(path)
-            inits[model] = found
+            inits[model, kind] = found
             log(f"  → {_scales(found.scales)} in {found.seconds:.0f} s, reached "
                 f"{found.reached} {found.reason}")
-        init = inits[model]
+        init = inits[model, kind]
         exponents[f"{model}/default"] = {**init.before, "scales": {}}
-        exponents[f"{model}/critical"] = {**init.after, "scales": init.scales}
+        exponents[f"{model}/{kind}"] = {**init.after, "scales": init.scales}
         if model == "sigprop" and "sigprop/off-critical" not in exponents:
             scales, names = OFF_CRITICAL, init.parameters
             log(f"exponents of the off-critical init {_scales(scales)} …")
@@ -200,10 +205,11 @@ def pending_tasks(out: Path, settings: dict, inits: dict, seeds: int, threads: i
     tasks = []
     for seed in range(seeds):
         for model, init in ARMS:
-            scales = {"default": {}, "critical": inits[model].scales,
+            scales = {"default": {}, "critical": inits[model, "critical"].scales,
+                      "critical-normalized": inits[model, "critical-normalized"].scales,
                       "off-critical": OFF_CRITICAL}[init]
             task = {"model": model, "init": init, "seed": seed, "scales": scales,
-                    "parameters": inits[model].parameters, "settings": settings,
+                    "parameters": inits[model, "critical"].parameters, "settings": settings,
                     "threads": threads, "steps": settings["steps"]}
             if _key(task) not in done:
                 tasks.append(task)
