@@ -84,19 +84,34 @@ def test_packed_query_third_is_scaled_alone():
 
 
 def test_instance_is_rescaled_in_place_and_apply_checks_the_architecture(tmp_path):
-    factory, _ = hf_factory("gpt2", 4, 32, 2)
+    from init_models import Encoder
+
     torch.manual_seed(1)
-    model = factory(1)
+    model = Encoder()
     original = {n: p.detach().clone() for n, p in model.named_parameters()}
-    result = critical_init(model, knobs=["mlp_input"], **SMALL)
+    result = critical_init(model, **SMALL)
     factor = result.scales["mlp_input"]
+    assert abs(factor - 1.0) > 0.05  # the encoder's default is far from critical
     for name, parameter in model.named_parameters():
-        expected = original[name] * (factor if name.endswith("mlp.c_fc.weight") else 1.0)
+        expected = original[name] * (factor if name.endswith("linear1.weight") else 1.0)
+        if name.endswith("in_proj_weight"):
+            expected[64:] *= result.scales["attn_values"]  # the value third (rows 2d..3d)
+        if name.endswith("in_proj_bias"):
+            expected[64:] *= result.scales["attn_values"]
         assert torch.allclose(parameter, expected, rtol=1e-6), name
-    other, _ = hf_factory("gpt2", 6, 32, 2)
     with pytest.raises(DiagnoseError, match="same architecture"):
-        apply_init(other(0), result)
+        apply_init(Encoder(layers=6), result)
     assert load_init(result.write(tmp_path / "i.json")).scales == result.scales
+
+
+def test_a_model_already_critical_is_left_alone():
+    """A 12-layer GPT-2 at its default init already meets the targets: factors 1, one
+    evaluation."""
+    result = critical_init(hf="gpt2", layers=12, width=64, heads=2, **SMALL)
+    assert result.before["departure"] >= 0.25
+    assert abs(result.before["log_gap_L"]) <= 0.5 and abs(result.before["log_jac_L"]) <= 0.5
+    assert result.scales == {"mlp_input": 1.0, "attn_values": 1.0}
+    assert result.evaluations == 1 and result.reached
 
 
 def test_unreachable_target_gives_the_closest_point_and_why(monkeypatch):

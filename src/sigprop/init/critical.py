@@ -28,8 +28,10 @@ the identity, and then both totals vanish for free (ReZero starts there on purpo
 * the result must move its input: departure = sin²∠(X_L, X_0) ≥ ``min_departure`` (default
   0.25; the identity has 0), measured on the model's own forward pass.
 
-Where no point meets the targets under these constraints, the closest one is returned with the
-reason (``solve.py``). Where the theory describes the model, the search starts from the
+The framework's own initialization (all factors 1) is evaluated first; if it already meets the
+targets and the constraint, it is returned unchanged ("already critical": nothing to fix).
+Otherwise, where no point meets the targets under the constraints, the closest one is returned
+with the reason (``solve.py``). Where the theory describes the model, the search starts from the
 theory's answer to the same problem (``warm_start.py``); the probe evaluations are counted
 separately from the theory's.
 """
@@ -50,7 +52,7 @@ from sigprop.devices import resolve_device
 from sigprop.init.ensemble import Evaluation, ScaledEnsemble
 from sigprop.init.knobs import check_knobs
 from sigprop.init.result import CriticalInit, apply_init, apply_scales, load_init, summary
-from sigprop.init.solve import solve
+from sigprop.init.solve import Solution, solve
 from sigprop.init.warm_start import hf_theory_model, theory_start
 from sigprop.measure.blocks import DiagnoseError, Run
 from sigprop.measure.diagnose import diagnose
@@ -128,10 +130,13 @@ def critical_init(
     theory = hf_theory_model(models[0], n_tokens) if warm_start else None
     warm = (theory_start(theory, start, bounds, gradient=gradient, **settings)
             if theory is not None else None)
-    if warm is not None:
-        ensemble.evaluate(start)  # the framework's own init stays a candidate
-        start = warm.solution.best.scales
-    solution = solve(ensemble, start, bounds, **settings)
+    default = ensemble.evaluate(start)  # the framework's own init (factors 1, within bounds)
+    if default.departure >= min_departure and np.abs(default.residual).max() <= tolerance:
+        solution = Solution(default, True, "")  # already critical: nothing to fix
+    else:
+        if warm is not None:
+            start = warm.solution.best.scales
+        solution = solve(ensemble, start, bounds, **settings)
     scales, parameters = solution.best.scales, ensemble.parameter_names
     after = diagnose(factory, seeds=seeds, device=device,
                      prepare=lambda m: apply_scales(m, scales, parameters, block_path), **measure)

@@ -4,8 +4,10 @@ A knob multiplies chosen parameters of every block by a factor s > 0, in place:
 
 * ``branch`` knobs scale the last linear map of a residual branch (its weight and bias), so the
   branch's output is multiplied by s exactly: a residual branch multiplier;
-* ``weight`` knobs scale a weight matrix by s, i.e. its variance by s² (biases stay): a
-  weight-variance multiplier σ_w² → s² σ_w².
+* ``weight`` knobs scale a weight matrix by s, i.e. its variance by s²: a weight-variance
+  multiplier σ_w² → s² σ_w². The attention maps (query, value) are scaled with their bias, so
+  the map's output is multiplied by s exactly; the MLP input map keeps its bias (the
+  pre-activation offset σ_b stays).
 
 ``attn_logits`` scales the query map, so every attention logit q·k is multiplied by s (rotary
 encodings are linear in q, so Llama's too). ``mlp_input`` scales the map into the MLP's
@@ -61,12 +63,12 @@ def _packed(name: str, k: int) -> Target:
 _QKV = ("c_attn", "qkv", "in_proj")
 
 KNOBS: dict[str, Knob] = {knob.name: knob for knob in (
-    Knob("attn_logits", "weight", "query map: every attention logit × s", (
+    Knob("attn_logits", "weight", "query map (weight and bias): every attention logit × s", (
         (*(_packed(p, 0) for p in _QKV[:2]), Target(r"(^|\.)in_proj_(weight|bias)$", (0, 3)),
-         Target(r"(^|\.)(q_proj|query)\.weight$"), Target(r"(^|\.)W_Q$")),)),
-    Knob("attn_values", "weight", "value map: weights × s", (
-        (*(_packed(p, 2) for p in _QKV[:2]), Target(r"(^|\.)in_proj_weight$", (2, 3)),
-         Target(r"(^|\.)(v_proj|value)\.weight$"), Target(r"(^|\.)W_V$")),)),
+         Target(r"(^|\.)(q_proj|query)\.(weight|bias)$"), Target(r"(^|\.)W_Q$")),)),
+    Knob("attn_values", "weight", "value map (weight and bias): the attention output × s", (
+        (*(_packed(p, 2) for p in _QKV[:2]), Target(r"(^|\.)in_proj_(weight|bias)$", (2, 3)),
+         Target(r"(^|\.)(v_proj|value)\.(weight|bias)$"), Target(r"(^|\.)W_V$")),)),
     Knob("mlp_input", "weight", "MLP map into the nonlinearity (the gate of a gated MLP): "
          "weights × s", (
         (Target(r"(^|\.)(c_fc|fc1|linear1|gate_proj|w1)\.weight$"),

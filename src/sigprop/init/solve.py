@@ -55,11 +55,12 @@ def solve(ensemble: ScaledEnsemble, start: dict[str, float],
     low = np.log([bounds[n][0] for n in names])
     high = np.log([bounds[n][1] for n in names])
     u0 = np.clip(np.log([start[n] for n in names]), low, high)
-    seen: dict[tuple[float, ...], np.ndarray] = {}
+    seen = {_key(np.log([e.scales[n] for n in names])): _residual(e, min_departure)
+            for e in ensemble.history if set(e.scales) == set(names)}  # no re-evaluation
     progress = {"best": np.inf, "since": 0}
 
     def residual(u: np.ndarray) -> np.ndarray:
-        key = tuple(np.round(u, 12))
+        key = _key(u)
         if key in seen:
             return seen[key]
         evaluation = ensemble.evaluate(dict(zip(names, np.exp(u).tolist())))
@@ -71,8 +72,7 @@ def solve(ensemble: ScaledEnsemble, start: dict[str, float],
         progress["best"] = min(progress["best"], miss)
         if progress["best"] <= tolerance and progress["since"] >= STALL:
             raise _Found
-        shortfall = max(0.0, min_departure - evaluation.departure) / min_departure
-        seen[key] = np.append(evaluation.residual, PENALTY * shortfall)
+        seen[key] = _residual(evaluation, min_departure)
         return seen[key]
 
     last: dict[str, np.ndarray] = {}
@@ -110,6 +110,16 @@ def solve(ensemble: ScaledEnsemble, start: dict[str, float],
                key=lambda e: (not _feasible(e, min_departure), _miss(e), -e.departure))
     reached = _feasible(best, min_departure) and _miss(best) <= tolerance
     return Solution(best, reached, "" if reached else _why(best, bounds, min_departure))
+
+
+def _key(u: np.ndarray) -> tuple[float, ...]:
+    return tuple(np.round(u, 12))
+
+
+def _residual(evaluation: Evaluation, min_departure: float) -> np.ndarray:
+    """(log_gap_L, gradient total, PENALTY · relative departure shortfall)."""
+    shortfall = max(0.0, min_departure - evaluation.departure) / min_departure
+    return np.append(evaluation.residual, PENALTY * shortfall)
 
 
 def _feasible(evaluation: Evaluation, min_departure: float) -> bool:

@@ -145,6 +145,12 @@ class TokensRun:
         except (DiagnoseError, NotImplementedError):
             raise
         except (RuntimeError, ValueError, TypeError, IndexError) as error:
+            if "Long" in str(error) or "indices" in str(error):
+                raise DiagnoseError(
+                    f"{type(model).__name__} takes token ids, not hidden states: pass "
+                    "run=lambda model, n_tokens, seed: model(ids) with ids a (1, n_tokens) "
+                    "LongTensor (or give the model a config.vocab_size)"
+                ) from error
             looks = f"; its blocks look like width {self.hint}" if self.hint else ""
             raise DiagnoseError(
                 f"width {self.width} does not match the model: running {type(model).__name__} on "
