@@ -367,8 +367,9 @@ def plot(summary: dict, path: Path) -> None:
     right.set_ylabel("share of runs at the target")
     right.set_ylim(-0.02, 1.02)
     right.legend(fontsize=8, loc="lower right")
-    fig.suptitle("α, σ_w, σ_b, σ_A at depth 16: searches until within 0.05 nats/char of the best "
-                 "(same random stream per seed)", fontsize=10)
+    reps = len({r["rep"] for r in summary["runs"]})
+    fig.suptitle(f"α, σ_w, σ_b, σ_A at depth 16: searches until within {MARGIN} nats/char of the "
+                 f"best, {reps} seeds per method", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
