@@ -1,6 +1,6 @@
 """Exponent-guided search against random search and TPE: trainings needed to reach a good loss.
 
-    python benchmarks/screen_search.py [--out results/screen_search] [--reps 3] [--cap 48]
+    python benchmarks/screen_search.py [--out results/screen_search] [--reps 10] [--cap 48]
                                        [--workers 2] [--best-only] [--methods screen,random,…]
     python benchmarks/screen_search.py --plot-only      # summary and figure from stored runs
 
@@ -76,7 +76,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "screen_search")
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--cap", type=int, default=48, help="trainings per run at most")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--methods", default=",".join(METHODS))
