@@ -120,8 +120,8 @@ def evaluate(configs: list[dict], device: str | torch.device = "auto") -> list[d
     """Exponents at initialization and training outcome of each config, trained together.
 
     Per config: the theory exponents (bidirectional maps) and those measured on the causal LM's
-    layers at init (``exponents_at_init``, on the CPU), then ``train_together``'s status and
-    losses, trained on ``device``, and the "device" itself. Configs with different structural
+    layers at init (``exponents_at_init``), then ``train_together``'s status and losses, both
+    on ``device``, and the "device" itself. Configs with different structural
     options are trained in separate stacks (one template each).
     """
     shared = _shared_settings(configs)

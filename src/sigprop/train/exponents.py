@@ -11,7 +11,7 @@ at analysis time). So each config gets both:
   nearly orthogonal characters): log(1 − ρ_L) and log_jac_L = log(‖∂X_L/∂X_0‖_F² / (n d))
   (docs/theory.md §6);
 * measured on the causal layers at the trained width (``sigprop.measure``, every config and
-  seed one member of a vmapped ensemble): λ_a over layers L..2L of a 2L-layer network after the
+  seed one member of a vmapped ensemble, on ``settings.device``, drawn on the CPU): λ_a over layers L..2L of a 2L-layer network after the
   norm has settled, λ_g from log_jac over the second half of an L-layer network (the
   conventions of ``sigprop.simulation``), and the measured last-layer state at depth L.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+import torch
 
 from sigprop.measure import empirical_lambda_a_points, lambda_g_from_log_jac, measure_points
 from sigprop.spec import HYPERPARAMETERS
@@ -57,7 +58,8 @@ def exponents_at_init(
     for indices in _by_structure(configs):
         group = [configs[i] for i in indices]
         theory = _theory(group, settings.depth, n_tokens)
-        measured = _measured(group, settings.depth, width, n_tokens, list(range(seeds)))
+        measured = _measured(group, settings.depth, width, n_tokens, list(range(seeds)),
+                             settings.device)
         for j, index in enumerate(indices):
             results[index] = {**{k: float(v[j]) for k, v in theory.items()},
                               **{k: float(v[j]) for k, v in measured.items()}}
@@ -141,16 +143,18 @@ def _theory(configs: list[dict], depth: int, n_tokens: int) -> dict[str, np.ndar
     }
 
 
-def _measured(configs: list[dict], depth: int, width: int, n_tokens: int, seeds: list[int]
-              ) -> dict[str, np.ndarray]:
-    """Measured on the causal layers the LM is built from (``lm_layer``)."""
+def _measured(configs: list[dict], depth: int, width: int, n_tokens: int, seeds: list[int],
+              device: torch.device) -> dict[str, np.ndarray]:
+    """Measured on the causal layers the LM is built from (``lm_layer``), on ``device`` (drawn
+    on the CPU)."""
     layers = [lm_layer(c) for c in configs]
     path = measure_points(layers, depth=depth, width=width, n_tokens=n_tokens,
-                          q0=1.0, rho0=0.0, seeds=seeds, n_probes=PROBES)
+                          q0=1.0, rho0=0.0, seeds=seeds, n_probes=PROBES, device=device)
     burn_in = depth // 2 if depth > 1 else 0
     gradient = [lambda_g_from_log_jac(log_jac, burn_in) for log_jac in path.log_jac]
     angle = empirical_lambda_a_points(layers, depth=2 * depth, width=width,
-                                      n_tokens=n_tokens, seeds=seeds, burn_in=depth)
+                                      n_tokens=n_tokens, seeds=seeds, burn_in=depth,
+                                      device=device)
     with np.errstate(divide="ignore"):
         log_gap = np.log(path.one_minus_rho[:, :, -1]).mean(axis=1)
     return {
