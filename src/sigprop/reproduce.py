@@ -84,8 +84,8 @@ def reproduce(out: Path, scale: Scale, storage: str | None = None, workers: int 
               focus: Path | None = None, device: str = "auto") -> Path:
     """Run the four stages into ``out`` and write ``out/report.md``; returns its path. With
     ``focus``, a folder where ``sigprop focus`` wrote its ``focus.json``, the report adds the
-    focused study's result. The sweep trains on ``device`` (``sigprop.devices``; checked
-    first)."""
+    focused study's result. The simulated networks and the sweep run on ``device``
+    (``sigprop.devices``; checked first)."""
     resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -104,7 +104,7 @@ def reproduce(out: Path, scale: Scale, storage: str | None = None, workers: int 
 
     start = time.perf_counter()
     log("2/4 theory against simulated networks")
-    simulation = _simulation(out / "simulation", scale, default, x_key)
+    simulation = _simulation(out / "simulation", scale, default, x_key, device)
     timings["simulation"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -249,11 +249,11 @@ def _critical_by_definition(base: Architecture, x_key: str, x_range: tuple[float
     return found
 
 
-def _simulation(out: Path, scale: Scale, default: Architecture, x_key: str) -> dict:
+def _simulation(out: Path, scale: Scale, default: Architecture, x_key: str, device: str) -> dict:
     points = [default.with_values(**{x_key: x, "sigma_w": w})
               for x, w in ((0.6, 1.0), (0.3, 3.5), (0.3, 5.5))]
     settings = SimulationSettings(depth=scale.simulation_depth, width=scale.simulation_width,
-                                  seeds=tuple(range(scale.simulation_seeds)))
+                                  seeds=tuple(range(scale.simulation_seeds)), device=device)
     report = simulate_points(points, settings)
     symbol = axis(x_key).symbol
     labels = [f"{symbol}={p['branch_a']:g}, σ_w={p['sigma_w']:g}" for p in points]
