@@ -51,19 +51,40 @@ def find_blocks(model: nn.Module, path: str | None = None) -> tuple[str, nn.Modu
     """
     if path is not None:
         return path, _named_container(model, path)
-    candidates = _outermost(_homogeneous(model, nn.ModuleList)
-                            or _homogeneous(model, nn.Sequential, minimum=2))
-    if not candidates:
+    lists = _outermost(_homogeneous(model, nn.ModuleList))
+    if lists:
+        return max(lists, key=lambda c: (len(c[1]), _n_parameters(c[1])))
+    chains = _stage_chains(_outermost(_homogeneous(model, nn.Sequential, minimum=2)))
+    if not chains:
         raise DiagnoseError(
             f"no sequence of blocks found in {type(model).__name__}: looked for an nn.ModuleList "
-            "(or, failing that, an nn.Sequential of 2 or more) whose children all share one "
-            "class; name the blocks explicitly (block_path='dotted.path', --blocks)"
+            "(or nn.Sequential stages) whose children all share one class; name the blocks "
+            "(block_path='dotted.path', --blocks PATH), set the family (family=..., --family), "
+            "or pass an nn.RNN/LSTM/GRU, a CNN of residual blocks or a GCN with an `adjacency`"
         )
-    name, blocks = max(
-        candidates,
-        key=lambda c: (len(c[1]), _n_parameters(c[1])),
-    )
-    return name, blocks
+    return max(chains, key=lambda c: (len(c[1]), _n_parameters(c[1])))
+
+
+def _stage_chains(candidates: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
+    """Homogeneous ``nn.Sequential`` siblings of one child class joined, in order, into one
+    chain (ResNet's layer1 … layer4 of residual blocks, path "layer1+layer2+layer3+layer4");
+    a chain of a single Sequential needs 2 or more blocks (as before: ``nn.Sequential`` of one
+    class). The chain is an unregistered ``nn.ModuleList`` view: the model is not changed."""
+    groups: dict[tuple[str, type], list[tuple[str, nn.Module]]] = {}
+    for name, module in candidates:
+        parent = name.rpartition(".")[0]
+        groups.setdefault((parent, type(next(iter(module)))), []).append((name, module))
+    chains = []
+    for members in groups.values():
+        if len(members) == 1:
+            if len(members[0][1]) >= 2:
+                chains.append(members[0])
+            continue
+        view = nn.ModuleList()
+        view._modules = {str(i): block for i, block in
+                         enumerate(b for _, m in members for b in m)}
+        chains.append(("+".join(name for name, _ in members), view))
+    return chains
 
 
 def infer_width(model: nn.Module, blocks: nn.Module) -> int:
@@ -251,7 +272,13 @@ class BlockFunction:
             hidden = output if isinstance(output, Tensor) else output[0]
         except (TypeError, IndexError, KeyError):
             hidden = output
-        if not isinstance(hidden, Tensor) or hidden.shape[-1] != self._entering.shape[-1]:
+        if self._entering.ndim == 4:  # feature maps: channels and resolution may change
+            if not isinstance(hidden, Tensor) or hidden.ndim != 4:
+                raise DiagnoseError(
+                    f"block {len(self._outputs)} ({type(module).__name__}) did not return a "
+                    f"feature map (batch, C, H, W) (first output: {_describe(hidden)})"
+                )
+        elif not isinstance(hidden, Tensor) or hidden.shape[-1] != self._entering.shape[-1]:
             raise DiagnoseError(
                 f"block {len(self._outputs)} ({type(module).__name__}) did not return hidden "
                 f"states of width {self._entering.shape[-1]} (first output: {_describe(hidden)})"

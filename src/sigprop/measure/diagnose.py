@@ -65,8 +65,12 @@ from sigprop.devices import resolve_device
 from sigprop.measure.blocks import DiagnoseError, Run
 from sigprop.measure.ensemble import check_seeds
 from sigprop.measure.exponents import Estimate, _estimate
-from sigprop.measure.factories import hf_factory, load_factory
+from sigprop.measure.ensemble import stream_seed
+from sigprop.measure.factories import NETS, hf_factory, load_factory, net_factory
+from sigprop.measure.families import IMAGE_SIZE, NOUNS, Nouns
 from sigprop.measure.model_probe import ModelProbe, build_model
+
+RECURRENT_STEPS = 64  # default time steps T of a recurrent network
 
 LAYER_FIELDS = ("q", "p", "rho", "one_minus_rho", "effective_rank", "cos_min", "cos_max",
                 "log_jac", "log_jac_norm", "log_spread", "departure")
@@ -92,6 +96,24 @@ class Diagnosis:
     lambda_a: Estimate
     lambda_g: Estimate
     warnings: tuple[str, ...] = field(default=())
+    family: str = "transformer"
+    tokens: tuple[int, ...] | None = None
+    widths: tuple[int, ...] | None = None
+
+    @property
+    def nouns(self) -> Nouns:
+        """The family's words for a token and a layer (``families.NOUNS``)."""
+        return NOUNS[self.family]
+
+    @property
+    def tokens_per_layer(self) -> tuple[int, ...]:
+        """n at every layer l = 0..L (a convolutional network's resolution changes)."""
+        return self.tokens or (self.n_tokens,) * (self.depth + 1)
+
+    @property
+    def widths_per_layer(self) -> tuple[int, ...]:
+        """d at every layer l = 0..L (a convolutional network's channels change)."""
+        return self.widths or (self.width,) * (self.depth + 1)
 
     @property
     def phase(self) -> str:
@@ -164,6 +186,10 @@ class Diagnosis:
             "verdict": verdict(self), "model": self.description, "blocks": self.block_path,
             "depth": self.depth, "width": self.width, "n_tokens": self.n_tokens,
             "seeds": list(self.seeds), "burn_in": self.burn_in, "warnings": list(self.warnings),
+            "family": self.family, "token": self.nouns.token, "layer": self.nouns.layer,
+            "tokens_are": self.nouns.definition,
+            "tokens_per_layer": list(self.tokens_per_layer),
+            "width_per_layer": list(self.widths_per_layer),
             "layers": layers,
         }
 
@@ -172,7 +198,9 @@ def diagnose(
     model: Callable[[int], nn.Module] | str | None = None,
     *,
     hf: str | None = None,
-    layers: int = 24,
+    net: str | None = None,
+    family: str | None = None,
+    layers: int | None = None,
     heads: int | None = None,
     n_tokens: int = 16,
     seeds: int | Sequence[int] = (0, 1, 2, 3),
@@ -185,14 +213,30 @@ def diagnose(
     description: str | None = None,
     device: str | torch.device = "cpu",
     prepare: Callable[[nn.Module], None] | None = None,
+    image_size: int = IMAGE_SIZE,
 ) -> Diagnosis:
     """Measure the per-layer geometry, Jacobian norm and both exponents of any PyTorch model
-    built of a sequence of blocks, at initialization.
+    built of a sequence of layers, at initialization: transformers, convolutional networks,
+    recurrent networks and graph networks (``families.py`` says what a token and a layer are in
+    each).
 
     ``model``: a factory ``factory(seed) -> nn.Module`` or its name ``"module.path:factory"``;
     or ``hf``: a Hugging Face family (gpt2, bert, llama) built from its config with ``layers``
-    blocks, width ``width`` (default 256) and ``heads`` heads, randomly initialized, nothing
-    downloaded. ``seeds``: how many seeds (from ``seed``), or the seeds themselves. Each seed
+    blocks (default 24), width ``width`` (default 256) and ``heads`` heads, randomly
+    initialized, nothing downloaded; or ``net``: one of sigprop's own networks (``NETS``):
+    ``resnet18`` (torchvision's ResNet-18 at ``width`` base channels, default 64, on
+    ``image_size``² images), ``lstm``/``gru``/``rnn`` (hidden size ``width``, default 128,
+    unrolled over T = ``layers`` steps, default 64) or ``gcn`` (``layers`` graph convolutions,
+    default 24, width ``width``, default 128, on a random graph of ``n_tokens`` nodes).
+
+    ``family``: "transformer", "convolutional", "recurrent" or "graph"; detected when None (an
+    nn.RNN/LSTM/GRU is recurrent, a model with an ``adjacency`` tensor a graph, a model with an
+    nn.Conv2d convolutional, anything else a transformer). A factory returning an nn.RNN, LSTM
+    or GRU is unrolled over T = ``layers`` steps (default 64) on an input sequence drawn per
+    seed (``sigprop.models.recurrent.Unrolled``). ``n_tokens``: tokens of a transformer, copies
+    of a recurrent network; a graph's are its nodes and a convolutional network's its positions.
+
+    ``seeds``: how many seeds (from ``seed``), or the seeds themselves. Each seed
     builds a fresh model (``torch.manual_seed(seed)`` first, the caller's random state restored
     after), in float64 and eval mode, and draws its own inputs and probes from
     ``stream_seed(seed, ...)``. ``run`` drives the model (``blocks.default_run`` when None);
@@ -203,13 +247,23 @@ def diagnose(
     ``DiagnoseError``.
     """
     device = resolve_device(device)
-    if (model is None) == (hf is None):
-        raise DiagnoseError("give either a model factory 'module.path:factory' or --hf FAMILY")
+    if sum(x is not None for x in (model, hf, net)) != 1:
+        raise DiagnoseError("give one of a model factory 'module.path:factory', --hf FAMILY or "
+                            f"--net ({', '.join(NETS)})")
+    if layers is not None:
+        _check_count("layers", layers, 1)
     if hf is not None:
-        factory, run = hf_factory(hf, layers, 256 if width is None else width, heads)
+        factory, run = hf_factory(hf, 24 if layers is None else layers,
+                                  256 if width is None else width, heads)
         width = None  # the Hugging Face model is built at this width
+    elif net is not None:
+        factory, net_family = net_factory(net, layers, width, n_tokens, image_size)
+        family = net_family if family is None else family
+        width = None
     else:
         factory = load_factory(model) if isinstance(model, str) else model
+    steps = RECURRENT_STEPS if layers is None else layers
+    _check_count("image_size", image_size, 8)
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         _check_count("seeds", seeds, 1)
         _check_count("seed", seed, 0)
@@ -218,7 +272,7 @@ def diagnose(
     _check_count("n_probes", n_probes, 1)
     check_seeds(seeds)
     runs = [_diagnose_seed(factory, int(s), n_tokens, n_probes, width, block_path, run, device,
-                           prepare) for s in seeds]
+                           prepare, family, steps, image_size) for s in seeds]
     depth, path, d = runs[0]["depth"], runs[0]["path"], runs[0]["width"]
     if any(r["depth"] != depth for r in runs):
         raise DiagnoseError(f"the factory built models of different depths: "
@@ -231,11 +285,14 @@ def diagnose(
              for name in ("log_jac", "log_spread")}
     return Diagnosis(
         description=(description or getattr(factory, "description", None)
+                     or runs[0]["wrapped"]
                      or f"{runs[0]['model']} (blocks: {path or 'the model itself'})"),
-        block_path=path, depth=depth, width=d, n_tokens=n_tokens,
+        block_path=path, depth=depth, width=d, n_tokens=runs[0]["tokens"][0],
         seeds=tuple(int(s) for s in seeds), burn_in=burn_in, layers=layers,
         lambda_a=_estimate(slope["log_spread"]), lambda_g=_estimate(slope["log_jac"]),
         warnings=tuple(dict.fromkeys(w for r in runs for w in r["warnings"])),
+        family=runs[0]["family"], tokens=tuple(runs[0]["tokens"]),
+        widths=tuple(runs[0]["widths"]),
     )
 
 
@@ -252,49 +309,130 @@ def verdict(diagnosis: Diagnosis, depth: int | None = None) -> str:
     own = depth is None or depth == diagnosis.depth
     depth = diagnosis.depth if depth is None else depth
     a, g, b = diagnosis.lambda_a, diagnosis.lambda_g, diagnosis.burn_in
+    words = _WORDS[diagnosis.family]
     if own:
         total_a, total_g = diagnosis.mean("log_spread")[-1], diagnosis.mean("log_jac")[-1]
-        how = f"over the {depth} layers"
+        how = f"over the {depth} {words['layers']}"
     else:
         total_a, total_g = a.mean * depth, g.mean * depth
-        how = f"over {depth} layers (extrapolated at the late-layer rate)"
-    rate_a = f"λ_a = {a.mean:+.3f} ± {_se(a)} per layer after layer {b}"
-    rate_g = f"λ_g = {g.mean:+.3f} ± {_se(g)} per layer after layer {b}"
+        how = f"over {depth} {words['layers']} (extrapolated at the late-layer rate)"
+    per = words["per"]
+    rate_a = f"λ_a = {a.mean:+.3f} ± {_se(a)} per {per} after {per} {b}"
+    rate_g = f"λ_g = {g.mean:+.3f} ± {_se(g)} per {per} after {per} {b}"
     if not (math.isfinite(a.mean) and math.isfinite(total_a)):
         angle = f"λ_a could not be measured ({rate_a})."
     elif total_a < -DEEP and a.mean < 0:
-        angle = (f"Ordered phase, deep in the collapsed regime: near collapse 1 − ρ shrinks by "
-                 f"{_factor(total_a)} {how} ({rate_a}).")
+        angle = words["ordered"].format(factor=_factor(total_a), how=how, rate=rate_a,
+                                        scale=_scale(a.mean))
     elif total_a > DEEP and a.mean >= 0:
-        angle = (f"Chaotic phase, deep: near collapse 1 − ρ grows by {_factor(total_a)} {how}, "
-                 f"tokens repel ({rate_a}).")
+        angle = words["chaotic"].format(factor=_factor(total_a), how=how, rate=rate_a)
     else:
-        angle = (f"Near the edge of chaos ({diagnosis.phase} side): near collapse 1 − ρ changes "
-                 f"by only {_factor(total_a)} {how} ({rate_a}).")
-    rho_last = float(diagnosis.mean("one_minus_rho")[-1])
-    state = "the tokens have collapsed" if rho_last < COLLAPSED else "the tokens stay apart"
-    angle += f" The forward pass ends at 1 − ρ_L = {rho_last:.2g}: {state}."
+        angle = words["edge"].format(phase=diagnosis.phase, factor=_factor(total_a), how=how,
+                                     rate=rate_a)
+    one_minus_rho = diagnosis.mean("one_minus_rho")
+    finite = one_minus_rho[np.isfinite(one_minus_rho)]
+    if finite.size:
+        rho_last = float(finite[-1])
+        state = words["collapsed"] if rho_last < COLLAPSED else words["apart"]
+        angle += f" The forward pass ends at 1 − ρ_L = {rho_last:.2g}: {state}."
     if not math.isfinite(total_g):
         grad = f"λ_g could not be measured ({rate_g})."
     elif abs(total_g) > DEEP:
         kind, change = ("explode", "grows") if total_g > 0 else ("vanish", "shrinks")
-        grad = (f"Gradients {kind}: ‖∂X_L/∂X_0‖²/(n d) {change} by {_factor(total_g)} {how} "
-                f"({rate_g}).")
+        reach = "are out of reach" if total_g < 0 else "come with unstable training"
+        grad = words["gradients"].format(kind=kind, change=change, factor=_factor(total_g),
+                                         how=how, rate=rate_g, scale=_scale(g.mean), reach=reach)
     else:
-        grad = (f"Gradients near the edge of stability: ‖∂X_L/∂X_0‖²/(n d) changes by only "
-                f"{_factor(total_g)} {how} ({rate_g}).")
+        grad = words["stable"].format(factor=_factor(total_g), how=how, rate=rate_g)
     return " ".join([angle, grad, *diagnosis.warnings])
 
 
+_WORDS = {
+    "transformer": dict(
+        layers="layers", per="layer",
+        ordered="Ordered phase, deep in the collapsed regime: near collapse 1 − ρ shrinks by "
+                "{factor} {how} ({rate}).",
+        chaotic="Chaotic phase, deep: near collapse 1 − ρ grows by {factor} {how}, tokens "
+                "repel ({rate}).",
+        edge="Near the edge of chaos ({phase} side): near collapse 1 − ρ changes by only "
+             "{factor} {how} ({rate}).",
+        collapsed="the tokens have collapsed", apart="the tokens stay apart",
+        gradients="Gradients {kind}: ‖∂X_L/∂X_0‖²/(n d) {change} by {factor} {how} ({rate}).",
+        stable="Gradients near the edge of stability: ‖∂X_L/∂X_0‖²/(n d) changes by only "
+               "{factor} {how} ({rate})."),
+    "convolutional": dict(
+        layers="residual blocks", per="block",
+        ordered="Ordered phase: spatial positions become identical (loss of spatial "
+                "information) — near that state their differences 1 − ρ shrink by {factor} "
+                "{how}, an e-fold every {scale} blocks ({rate}).",
+        chaotic="Chaotic phase: spatial positions are driven apart — near identical positions "
+                "1 − ρ grows by {factor} {how} ({rate}).",
+        edge="Near the edge of chaos ({phase} side): spatial positions neither merge nor "
+             "scatter — near identical positions 1 − ρ changes by only {factor} {how} ({rate}).",
+        collapsed="the spatial positions have become identical",
+        apart="the spatial positions stay distinct",
+        gradients="Gradients {kind} per block: ‖∂X_L/∂X_0‖² per entry {change} by {factor} "
+                  "{how}, an e-fold every {scale} blocks ({rate}).",
+        stable="Gradients near the edge of stability: ‖∂X_L/∂X_0‖² per entry changes by only "
+               "{factor} {how} ({rate})."),
+    "recurrent": dict(
+        layers="time steps", per="step",
+        ordered="Short memory (ordered): the network forgets its initial state within "
+                "~1/|λ_a| ≈ {scale} steps — differences between initial states, 1 − ρ, shrink "
+                "by {factor} {how} ({rate}).",
+        chaotic="Chaotic: differences between initial states are amplified, 1 − ρ grows by "
+                "{factor} {how}; the state keeps (and scrambles) where it started ({rate}).",
+        edge="Near the edge of chaos ({phase} side): long memory of the initial state — "
+             "1 − ρ changes by only {factor} {how} ({rate}).",
+        collapsed="the network has forgotten its initial state",
+        apart="the initial states are still told apart",
+        gradients="Gradients through time {kind}: ‖∂h_T/∂h_0‖²/(n d) {change} by {factor} "
+                  "{how}, an e-fold every ~1/|λ_g| ≈ {scale} steps ({rate}); long-range "
+                  "dependencies {reach}.",
+        stable="Gradients through time near the edge of stability: ‖∂h_T/∂h_0‖²/(n d) changes "
+               "by only {factor} {how} ({rate}); long-range memory is within reach."),
+    "graph": dict(
+        layers="message-passing layers", per="layer",
+        ordered="Over-smoothing (ordered): node features become indistinguishable after "
+                "~1/|λ_a| ≈ {scale} layers — near the smooth state 1 − ρ shrinks by {factor} "
+                "{how} ({rate}).",
+        chaotic="No over-smoothing (chaotic side): node features are driven apart, near the "
+                "smooth state 1 − ρ grows by {factor} {how} ({rate}).",
+        edge="Near the edge of over-smoothing ({phase} side): near the smooth state 1 − ρ "
+             "changes by only {factor} {how} ({rate}).",
+        collapsed="the node features have over-smoothed",
+        apart="the node features stay distinguishable",
+        gradients="Gradients {kind}: ‖∂X_L/∂X_0‖²/(n d) {change} by {factor} {how}, an e-fold "
+                  "every {scale} layers ({rate}).",
+        stable="Gradients near the edge of stability: ‖∂X_L/∂X_0‖²/(n d) changes by only "
+               "{factor} {how} ({rate})."),
+}
+
+
+def _scale(rate: float) -> str:
+    """1/|rate|, the layers per e-fold: '12.5', or '∞'."""
+    return "∞" if rate == 0 else f"{1 / abs(rate):.3g}"
+
+
 def _diagnose_seed(factory, seed, n_tokens, n_probes, width, block_path, run, device,
-                   prepare) -> dict:
+                   prepare, family=None, steps=RECURRENT_STEPS, image_size=IMAGE_SIZE) -> dict:
     model = build_model(factory, seed, device)
+    wrapped = None
+    if isinstance(model, nn.RNNBase) and family in (None, "recurrent"):
+        from sigprop.models.recurrent import Unrolled
+
+        try:
+            unrolled = Unrolled(model, steps, input_seed=stream_seed(seed, "input sequence"))
+        except ValueError as error:
+            raise DiagnoseError(str(error)) from None
+        wrapped = f"{model!r} unrolled over {steps} steps"
+        model = unrolled.eval()
     if prepare is not None:
         prepare(model)
     probe = ModelProbe(model, seed, n_tokens=n_tokens, n_probes=n_probes, width=width,
-                       block_path=block_path, run=run)
+                       block_path=block_path, run=run, family=family, image_size=image_size)
     return {**probe.measure(), "depth": probe.depth, "path": probe.path,
-            "model": type(model).__name__}
+            "model": type(model).__name__, "family": probe.family, "wrapped": wrapped}
 
 
 def _check_count(name: str, value: int, low: int) -> None:

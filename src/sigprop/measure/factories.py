@@ -136,3 +136,70 @@ def _import_transformers():
     except ImportError:
         raise DiagnoseError("Hugging Face models need the `transformers` package: "
                             "pip install transformers") from None
+
+
+NETS = ("resnet18", "lstm", "gru", "rnn", "gcn")
+"""sigprop's own networks of the other families (``net_factory``)."""
+
+
+def net_factory(net: str, layers: int | None, width: int | None, n_tokens: int,
+                image_size: int = 64) -> tuple[NetFactory, str]:
+    """``(factory, family)`` for one of ``NETS``, randomly initialized as its library does:
+    ``resnet18`` (``sigprop.models.vision``, torchvision's ResNet-18, ``width`` base channels,
+    default 64; its 8 residual blocks are fixed, ``layers`` must be None or 8), ``lstm``,
+    ``gru``, ``rnn`` (torch's nn.LSTM/GRU/RNN, input and hidden size ``width``, default 128;
+    diagnose unrolls it over ``layers`` steps), ``gcn`` (``sigprop.models.graph.GCN`` of
+    ``layers`` layers, default 24, width ``width``, default 128, σ_w = √2, ReLU, on a connected
+    Erdős–Rényi graph of ``n_tokens`` nodes and mean degree 4 drawn per seed)."""
+    if net not in NETS:
+        raise DiagnoseError(f"unknown --net {net!r}; choose one of {', '.join(NETS)}")
+    if net == "resnet18" and layers not in (None, 8):
+        raise DiagnoseError(f"resnet18 has 8 residual blocks; --layers {layers} does not apply")
+    default = 64 if net == "resnet18" else 128
+    width = default if width is None else width
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise DiagnoseError(f"width must be an integer >= 1; got {width!r}")
+    family = {"resnet18": "convolutional", "gcn": "graph"}.get(net, "recurrent")
+    if layers is None:
+        layers = {"resnet18": 8, "gcn": 24}.get(net, 64)
+    return NetFactory(net, layers, width, n_tokens, image_size), family
+
+
+@dataclass(frozen=True)
+class NetFactory:
+    """One of sigprop's networks of ``NETS``; ``factory(seed)`` draws from torch's global
+    generator (``diagnose`` seeds it), the GCN's graph from ``stream_seed(seed, "graph")``."""
+
+    net: str
+    layers: int
+    width: int
+    n_tokens: int
+    image_size: int = 64
+
+    def __call__(self, seed: int = 0) -> nn.Module:
+        if self.net == "resnet18":
+            from sigprop.models.vision import resnet18
+
+            return resnet18(num_classes=10, width=self.width)
+        if self.net == "gcn":
+            from sigprop.measure.ensemble import stream_seed
+            from sigprop.models.graph import GCN, random_graph
+
+            if self.n_tokens < 5:
+                raise DiagnoseError(f"a random graph of mean degree 4 needs 5 or more nodes; "
+                                    f"got n_tokens {self.n_tokens}")
+            graph = random_graph(self.n_tokens, 4.0, seed=stream_seed(seed, "graph"))
+            return GCN(self.layers, self.width, graph)
+        kind = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[self.net]
+        return kind(self.width, self.width)
+
+    @property
+    def description(self) -> str:
+        if self.net == "resnet18":
+            return (f"resnet18 (torchvision's ResNet-18, random init): width {self.width}, "
+                    f"{self.image_size}×{self.image_size} input")
+        if self.net == "gcn":
+            return (f"gcn (X ← relu(Â X W), σ_w = √2): {self.layers} layers, width "
+                    f"{self.width}, random graph of {self.n_tokens} nodes, mean degree 4")
+        return (f"{self.net} (torch nn.{self.net.upper()}, random init): hidden size "
+                f"{self.width}, unrolled over {self.layers} steps")

@@ -16,6 +16,13 @@ Members never mix (a transformer block treats every batch row alone), so this is
 independent jvp passes at the cost of about one: the per-layer Python overhead of a framework
 model dominates at these sizes. A model that cannot take a batch of several rows falls back to
 one pass per member, with identical results.
+
+Other families (``families.py``) read their hidden states as tokens through a layout: the
+spatial positions of a feature map, the copies of an unrolled RNN, the nodes of a graph. Every
+quantity is computed on the tokens of layer l at that layer's own shape; probes, the collapsed
+state and its tangent are drawn as tokens and mapped to the model's layout. log_jac is per
+entry, log(mean_k |J_l v_k|² / numel(X_l)) with |v_k|² = numel(X_0) (numel per member), which is
+the formula above when all layers have the shape of X_0.
 """
 
 from __future__ import annotations
@@ -27,9 +34,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sigprop.measure.blocks import BlockFunction, DiagnoseError, Run, default_run, find_blocks
+from sigprop.measure.blocks import BlockFunction, DiagnoseError, Run, find_blocks
 from sigprop.measure.collapse import angle_spread, project_differences
 from sigprop.measure.ensemble import stream_seed
+from sigprop.measure.families import IMAGE_SIZE, detect_family, family_setup
 from sigprop.measure.geometry import simplex_tokens, token_geometry
 from sigprop.measure.trajectory import sphere_probes
 
@@ -61,12 +69,17 @@ class ModelProbe:
 
     def __init__(self, model: nn.Module, seed: int, *, n_tokens: int, n_probes: int,
                  width: int | None = None, block_path: str | None = None,
-                 run: Run | None = None) -> None:
+                 run: Run | None = None, family: str | None = None,
+                 image_size: int = IMAGE_SIZE) -> None:
         self.model, self.seed, self.n_tokens, self.n_probes = model, seed, n_tokens, n_probes
+        self.family = detect_family(model, family)
         self.path, blocks = find_blocks(model, block_path)
         self.blocks = list(blocks)
-        self._run = run if run is not None else default_run(model, blocks, width)
-        self._width = width
+        self.layout, self._run, nodes = family_setup(model, self.family, self.blocks, width,
+                                                     run, image_size)
+        if nodes is not None:
+            self.n_tokens = nodes  # a graph's tokens are its nodes
+        self._width = width if self.family == "transformer" else None
         self._batched = True
 
     @property
@@ -77,33 +90,55 @@ class ModelProbe:
         """{"q", "p", "rho", "one_minus_rho", "effective_rank", "cos_min", "cos_max",
         "log_jac", "log_jac_norm", "log_spread", "departure"}: arrays over l = 0..L; "width";
         "warnings"."""
+        warnings: list[str] = list(self.layout.prepare(self.model, self.seed))
+        layout = self.layout
         with BlockFunction(self.model, self.blocks, self._run, n_tokens=self.n_tokens,
                            seed=self.seed) as function:
             x0 = self._natural_input(function)
-            collapsed, difference = self._collapsed(x0)
-            probes = sphere_probes(self.n_probes, self.n_tokens, x0.shape[-1],
-                                   seed=stream_seed(self.seed, "probes")).to(x0.device)
-            states, tangents = self._propagate(
-                function,
-                torch.cat([x0.expand(self.n_probes, *x0.shape[1:]), collapsed]),
-                torch.cat([probes, difference]),
-            )
-        warnings: list[str] = []
+            tokens0 = layout.to_tokens(x0)
+            collapsed, difference = self._collapsed(tokens0)
+            probes = sphere_probes(self.n_probes, *tokens0.shape[1:],
+                                   seed=stream_seed(self.seed, "probes")).to(x0)
+            probes = layout.from_tokens(probes, x0)
+            collapsed, difference = layout.from_tokens(collapsed, x0), layout.from_tokens(
+                difference, x0)
+            if layout.separate_collapse:
+                states, tangents = self._propagate(
+                    function, x0.expand(self.n_probes, *x0.shape[1:]).contiguous(), probes)
+                with layout.collapse_mode():
+                    c_states, c_tangents = self._propagate(function, collapsed, difference)
+                states = [torch.cat(pair) for pair in zip(states, c_states)]
+                tangents = [torch.cat(pair) for pair in zip(tangents, c_tangents)]
+            else:
+                states, tangents = self._propagate(
+                    function,
+                    torch.cat([x0.expand(self.n_probes, *x0.shape[1:]), collapsed]),
+                    torch.cat([probes, difference]),
+                )
+        states = [layout.to_tokens(s) for s in states]
+        tangents = [layout.to_tokens(t) for t in tangents]
         natural = [s[:1] for s in states]
-        sq_norms = torch.stack([t[:-1].square().sum((-2, -1)) for t in tangents])  # (L+1, P)
-        log_jac = torch.log(sq_norms.mean(-1) / x0.numel()).cpu().numpy()
+        sq_norms = [t[:-1].square().sum((-2, -1)) for t in tangents]  # per layer: (P,)
+        log_jac = np.array([float(torch.log(sq.mean(-1) / x.numel()))
+                            for sq, x in zip(sq_norms, natural)])
         directions = torch.stack([_direction_sq_norm(s[:1], t[:-1]) for s, t in zip(states, tangents)])
         log_jac_norm = torch.log(directions.mean(-1) / directions[0].mean()).cpu().numpy()
         if not np.all(np.isfinite(log_jac)):
             warnings.append("Warning: the Jacobian probes over- or underflowed float64 "
                             "(|log_jac| > 700); λ_g is not defined.")
+        few = [l for l, x in enumerate(natural) if x.shape[-2] < 2]
+        if few:
+            warnings.append(f"Warning: layers {few} have fewer than 2 {layout.nouns.token}s: no "
+                            "token geometry (ρ, 1 − ρ, λ_a) there; use a larger input.")
         geometry = [_geometry(x) for x in natural]
         departure = np.array([float(_departure(x, natural[0])) for x in natural])
         log_spread = _log_spread([s[-1:] for s in states], [t[-1:] for t in tangents], warnings)
         return {**{key: np.array([g[key] for g in geometry]) for key in geometry[0]},
                 "log_jac": log_jac, "log_jac_norm": log_jac_norm, "log_spread": log_spread,
                 "departure": departure,
-                "width": x0.shape[-1],
+                "width": tokens0.shape[-1],
+                "tokens": [int(x.shape[-2]) for x in natural],
+                "widths": [int(x.shape[-1]) for x in natural],
                 "warnings": warnings}
 
     def _natural_input(self, function: BlockFunction) -> Tensor:
@@ -111,7 +146,11 @@ class ModelProbe:
         if self._width is not None and x0.shape[-1] != self._width:
             raise DiagnoseError(f"width {self._width} does not match the model: its blocks "
                                 f"receive hidden states of width {x0.shape[-1]}")
-        if x0.ndim != 3 or x0.shape[0] != 1 or x0.shape[1] != self.n_tokens:
+        if self.family == "convolutional":
+            if x0.ndim != 4 or x0.shape[0] != 1:
+                raise DiagnoseError(f"block 0 received a feature map of shape "
+                                    f"{tuple(x0.shape)}; expected (1, C, H, W)")
+        elif x0.ndim != 3 or x0.shape[0] != 1 or x0.shape[1] != self.n_tokens:
             raise DiagnoseError(f"block 0 received hidden states of shape {tuple(x0.shape)}; "
                                 f"expected (1, n_tokens = {self.n_tokens}, width)")
         return x0
@@ -148,12 +187,15 @@ def _log_spread(states: list[Tensor], tangents: list[Tensor], warnings: list[str
     """log D_l of the collapsed member, with warnings on overflow, rounding and drift."""
     log_spread, lowest, drift = [], math.inf, 0.0
     for state, t in zip(states, tangents):
+        if state.shape[-2] < 2:  # one token: no differences
+            log_spread.append(math.nan)
+            continue
         token = state.mean(-2)
         differences = project_differences(t, token)
         log_spread.append(float(torch.log(angle_spread(differences, token).mean())))
         lowest = min(lowest, float(differences.norm() / t.norm()))
         drift = max(drift, float(token_geometry(state)["one_minus_rho"].max()))
-    if not np.all(np.isfinite(log_spread)):
+    if not np.all(np.isfinite(log_spread)) and all(s.shape[-2] >= 2 for s in states):
         warnings.append("Warning: near collapse the token differences over- or underflowed "
                         "float64 (|log D| > 700); λ_a is not defined.")
     if lowest < PRECISION:
@@ -176,13 +218,20 @@ def _direction_sq_norm(x: Tensor, tangents: Tensor) -> Tensor:
 
 def _departure(x: Tensor, x0: Tensor) -> Tensor:
     """sin² of the angle between X_l and X_0 as vectors in R^{n d}: 0 for the identity map,
-    the share of X_l's energy that X_0 does not explain."""
+    the share of X_l's energy that X_0 does not explain; NaN when the shapes differ (a
+    convolutional network's later stages)."""
+    if x.shape != x0.shape:
+        return torch.tensor(math.nan)
     cosine = (x * x0).sum() / (x.norm() * x0.norm())
     return 1.0 - cosine.square()
 
 
 def _geometry(x: Tensor) -> dict[str, float]:
-    """token_geometry plus effective rank and extreme pairwise cosines, averaged over batch."""
+    """token_geometry plus effective rank and extreme pairwise cosines, averaged over batch;
+    all NaN for fewer than 2 tokens."""
+    if x.shape[-2] < 2:
+        return {key: math.nan for key in ("q", "p", "rho", "one_minus_rho", "effective_rank",
+                                           "cos_min", "cos_max")}
     summary = {key: float(value.mean()) for key, value in token_geometry(x).items()}
     gram = x @ x.mT / x.shape[-1]
     eigenvalues = torch.linalg.eigvalsh(gram).clamp(min=0.0)
