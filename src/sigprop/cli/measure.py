@@ -14,13 +14,16 @@ from sigprop.cli.app import app, console, user_errors
 from sigprop.cli.options import (
     BlockPath,
     Device,
+    DiagnoseLayers,
+    FamilyName,
     HFFamily,
     HFHeads,
-    HFLayers,
+    ImageSize,
     InitFile,
     JsonFlag,
     ModelFactory,
     ModelWidth,
+    NetName,
     NTokens,
     Probes,
     Q0,
@@ -104,11 +107,14 @@ def _window(theory: dict | None, name: str) -> str:
 def diagnose(
     factory: ModelFactory = None,
     hf: HFFamily = None,
-    layers: HFLayers = 24,
+    net: NetName = None,
+    family: FamilyName = None,
+    layers: DiagnoseLayers = None,
     width: ModelWidth = None,
     heads: HFHeads = None,
     blocks: BlockPath = None,
     n_tokens: NTokens = 16,
+    image_size: ImageSize = 64,
     seeds: Seeds = 4,
     seed: Seed = 0,
     n_probes: Probes = 4,
@@ -119,10 +125,12 @@ def diagnose(
     plot: Annotated[Optional[Path], typer.Option(help="Save the per-layer figure here (PNG).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Diagnose any PyTorch model at initialization (Hugging Face or your own).
+    """Diagnose any PyTorch model at initialization: transformers (Hugging Face or your own),
+    CNNs, RNNs and GNNs.
 
     Per-layer geometry and Jacobian norm, the exponents λ_a and λ_g, and a plain verdict on its
-    phase and gradients."""
+    phase and gradients. Tokens are sequence positions (transformers), spatial positions
+    (CNNs), initial states (RNNs, layers = time steps) or nodes (GNNs)."""
     import contextlib
 
     import torch
@@ -138,25 +146,35 @@ def diagnose(
         scales = load_init(init)
         prepare = lambda model: apply_init(model, scales, blocks)  # noqa: E731
     with console.status("diagnosing…") if not as_json else contextlib.nullcontext():
-        result = run_diagnosis(factory, hf=hf, layers=layers, heads=heads, width=width,
-                               n_tokens=n_tokens, seeds=seeds, seed=seed, n_probes=n_probes,
-                               burn_in=burn_in, block_path=blocks, device=device,
-                               prepare=prepare)
+        result = run_diagnosis(factory, hf=hf, net=net, family=family, layers=layers,
+                               heads=heads, width=width, n_tokens=n_tokens, seeds=seeds,
+                               seed=seed, n_probes=n_probes, burn_in=burn_in, block_path=blocks,
+                               device=device, prepare=prepare, image_size=image_size)
     if plot is not None:
         plot_diagnosis(result, plot)
     if as_json:
         print(json.dumps(result.to_json()))
         return
-    table = Table(title=f"{result.description}: {result.depth} blocks at '{result.block_path}', "
-                        f"width {result.width}, n = {result.n_tokens}")
-    for column in ("l", "q", "ρ", "1 − ρ", "min cos", "max cos", "eff. rank", "log ‖J‖²/(nd)"):
+    nouns = result.nouns
+    varying = len(set(result.tokens_per_layer)) > 1 or len(set(result.widths_per_layer)) > 1
+    shape = (f"{nouns.token}s n = {result.n_tokens}, width {result.width} at l = 0"
+             if varying else f"width {result.width}, n = {result.n_tokens}")
+    table = Table(title=f"{result.description}: {result.depth} {nouns.layer}s at "
+                        f"'{result.block_path}', {shape}")
+    columns = ["l", "q", "ρ", "1 − ρ", "min cos", "max cos", "eff. rank", "log ‖J‖²/(nd)"]
+    if varying:
+        columns[1:1] = ["n", "d"]
+    for column in columns:
         table.add_column(column, justify="right")
-    for row in result.to_json()["layers"]:
-        table.add_row(str(row["l"]), *(fmt(row[k], f) for k, f in (
+    for row, n, d in zip(result.to_json()["layers"], result.tokens_per_layer,
+                         result.widths_per_layer):
+        cells = [fmt(row[k], f) for k, f in (
             ("q", ".3f"), ("rho", ".4f"), ("one_minus_rho", ".2e"), ("cos_min", ".3f"),
-            ("cos_max", ".3f"), ("effective_rank", ".2f"), ("log_jac", "+.3f"))))
+            ("cos_max", ".3f"), ("effective_rank", ".2f"), ("log_jac", "+.3f"))]
+        table.add_row(str(row["l"]), *([str(n), str(d)] if varying else []), *cells)
     console.print(table)
-    console.print(f"over the model's {result.depth} layers: L·λ_a^(L) = log gap_L = "
+    console.print(f"{nouns.definition}.")
+    console.print(f"over the model's {result.depth} {nouns.layer}s: L·λ_a^(L) = log gap_L = "
                   f"{result.log_gap_L.mean:+.3f} ± {result.log_gap_L.stderr:.3f},  L·λ_g^(L) = "
                   f"log_jac_L = {result.log_jac_L.mean:+.3f} ± {result.log_jac_L.stderr:.3f}")
     console.print(f"late layers: λ_a = {result.lambda_a.mean:+.4f} ± {result.lambda_a.stderr:.4f}  "

@@ -120,9 +120,25 @@ HFFamily = Annotated[Optional[str], typer.Option(
     "--hf", help="Hugging Face family built from a config (random init, nothing downloaded): "
                  "gpt2, bert, llama.")]
 HFLayers = Annotated[int, typer.Option("--layers", help="Depth of the --hf model.")]
+DiagnoseLayers = Annotated[Optional[int], typer.Option(
+    "--layers", help="Depth of the --hf model or --net gcn (default 24); time steps T of a "
+                     "recurrent network, --net lstm|gru|rnn or your own nn.RNN/LSTM/GRU "
+                     "(default 64).")]
 ModelWidth = Annotated[Optional[int], typer.Option(
-    "--width", help="Width d of the --hf model (default 256); for your model, its expected "
-                    "hidden size (checked).")]
+    "--width", help="Width d of the --hf model (default 256), base channels of --net resnet18 "
+                    "(default 64), hidden size of --net lstm|gru|rnn and width of --net gcn "
+                    "(default 128); for your model, its expected hidden size (checked).")]
+NetName = Annotated[Optional[str], typer.Option(
+    "--net", help="One of sigprop's networks of other families, randomly initialized: "
+                  "resnet18 (torchvision's ResNet-18), lstm, gru, rnn (unrolled over --layers "
+                  "steps), gcn (on a random graph of --n-tokens nodes).")]
+FamilyName = Annotated[Optional[str], typer.Option(
+    "--family", help="What tokens and layers are (detected if omitted): transformer (tokens, "
+                     "blocks), convolutional (spatial positions, residual blocks), recurrent "
+                     "(initial states, time steps), graph (nodes, message-passing layers).")]
+ImageSize = Annotated[int, typer.Option(
+    "--image-size", help="Input resolution of a convolutional network (default 64: ResNet-18's "
+                         "last stage keeps 2×2 positions).")]
 HFHeads = Annotated[Optional[int], typer.Option(
     "--heads", help="Attention heads of the --hf model (default width // 64).")]
 BlockPath = Annotated[Optional[str], typer.Option(

@@ -4,7 +4,10 @@ Six panels over the layer index l (0 = hidden states entering block 0), each the
 with a ± standard-error band (geometric mean and multiplicative band on the log-scale panels):
 cosine ρ with the band of the smallest and largest pairwise cosine; 1 − ρ (log scale); q (log
 scale); effective rank of C; log_jac with the λ_g fit over the layers after burn-in; log D near
-collapse with the λ_a fit.
+collapse with the λ_a fit. The words follow the model's family (``Diagnosis.nouns``): tokens,
+spatial positions, initial states or nodes; blocks, residual blocks, time steps or
+message-passing layers. Where the number of tokens changes (a convolutional network's stages)
+the effective-rank panel shows n per layer too.
 """
 
 from __future__ import annotations
@@ -25,13 +28,16 @@ def plot_diagnosis(diagnosis: Diagnosis, path: Path) -> Path:
     """Save the six-panel figure to ``path`` (parent folders are created)."""
     fig, axes = plt.subplots(2, 3, figsize=(14.0, 7.6), constrained_layout=True)
     l = np.arange(diagnosis.depth + 1)
+    nouns = diagnosis.nouns
+    token = "token" if diagnosis.family == "transformer" else nouns.token
+    tokens = np.array(diagnosis.tokens_per_layer)
 
     ax = axes[0, 0]
     _band(ax, l, np.mean(diagnosis.layers["cos_min"], axis=0),
           np.mean(diagnosis.layers["cos_max"], axis=0), "pairwise cosine: min to max")
     _curve(ax, diagnosis, "rho", r"mean cosine $\rho$")
     ax.set_ylim(min(-0.05, ax.get_ylim()[0]), 1.02)
-    ax.set_title(r"token cosine $\rho = p/q$")
+    ax.set_title(token + r" cosine $\rho = p/q$")
     ax.legend(fontsize=8, loc="lower right")
 
     ax = axes[0, 1]
@@ -43,11 +49,17 @@ def plot_diagnosis(diagnosis: Diagnosis, path: Path) -> Path:
 
     ax = axes[0, 2]
     _curve(ax, diagnosis, "q", r"$q$", log=True)
-    ax.set_title(r"mean squared token norm $q = \mathrm{tr}\,C/n$")
+    ax.set_title(r"mean squared " + token + r" norm $q = \mathrm{tr}\,C/n$")
 
     ax = axes[1, 0]
     _curve(ax, diagnosis, "effective_rank", "effective rank")
-    ax.set_ylim(0, diagnosis.n_tokens * 1.05)
+    if len(set(tokens)) > 1:
+        ax.step(l, np.minimum(tokens, diagnosis.widths_per_layer), where="mid", color="grey",
+                linestyle=":", label=f"min(n, d): {token}s, channels")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    else:
+        ax.set_ylim(0, diagnosis.n_tokens * 1.05)
     ax.set_title(r"effective rank of $C = XX^\top/d$ (1 to n)")
 
     ax = axes[1, 1]
@@ -62,11 +74,12 @@ def plot_diagnosis(diagnosis: Diagnosis, path: Path) -> Path:
 
     for ax in axes.flat:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("layer l")
+        ax.set_xlabel(("layer" if diagnosis.family == "transformer" else nouns.layer) + " l")
         ax.grid(alpha=0.3)
     a, g = diagnosis.lambda_a, diagnosis.lambda_g
     fig.suptitle(
-        f"{diagnosis.description}   ({len(diagnosis.seeds)} seeds, n = {diagnosis.n_tokens})\n"
+        f"{diagnosis.description}   ({len(diagnosis.seeds)} seeds, n = {diagnosis.n_tokens} "
+        f"{token}s{' at l = 0' if len(set(tokens)) > 1 else ''})\n"
         rf"$\lambda_a$ = {a.mean:+.3f} ± {a.stderr:.2g} ({diagnosis.phase}),   "
         rf"$\lambda_g$ = {g.mean:+.3f} ± {g.stderr:.2g} ({diagnosis.gradients} gradients)",
         fontsize=11,
