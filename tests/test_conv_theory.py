@@ -134,7 +134,7 @@ def test_ring_matches_simulation(activation):
 
 
 def test_torus_matches_simulation():
-    shape, d, depth, seeds, kernel = (4, 3), 500, 3, 8, 3
+    shape, d, depth, seeds, kernel = (4, 3), 500, 3, 12, 3
     K0 = _random_gram(12, 2)
     grams, log_jacobians = _simulate(K0, "tanh", 1.5, 0.3, kernel, d, depth, seeds, shape=shape)
     theory = conv_trajectory(K0, depth, sigma_w=1.5, sigma_b=0.3, activation="tanh",
