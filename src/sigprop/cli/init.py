@@ -15,13 +15,16 @@ from sigprop.cli.app import app, console, user_errors
 from sigprop.cli.options import (
     BlockPath,
     Device,
+    DiagnoseLayers,
+    FamilyName,
     HFFamily,
     HFHeads,
-    HFLayers,
+    ImageSize,
     InitFile,
     JsonFlag,
     ModelFactory,
     ModelWidth,
+    NetName,
     NTokens,
     Probes,
     Seed,
@@ -34,14 +37,22 @@ from sigprop.cli.options import (
 def init(
     factory: ModelFactory = None,
     hf: HFFamily = None,
-    layers: HFLayers = 24,
+    net: NetName = None,
+    family: FamilyName = None,
+    layers: DiagnoseLayers = None,
     width: ModelWidth = None,
     heads: HFHeads = None,
     blocks: BlockPath = None,
+    image_size: ImageSize = 64,
     knob: Annotated[Optional[list[str]], typer.Option(
-        "--knob", help="A knob to tune (repeat): attn_logits, attn_values, mlp_input (weight "
-                       "multipliers), attn_branch, mlp_branch (residual branch multipliers). "
-                       "Default: mlp_input and attn_values.")] = None,
+        "--knob", help="A knob to tune (repeat), of the model's family. Transformers: "
+                       "attn_logits, attn_values, mlp_input (weight multipliers), attn_branch, "
+                       "mlp_branch (residual branch multipliers); default mlp_input and "
+                       "attn_values. ResNets: branch_gamma (γ of each branch's last BatchNorm, "
+                       "set), conv (convolution gain); default branch_gamma. RNN/LSTM/GRU: "
+                       "recurrent, input (weight_hh, weight_ih multipliers), forget_bias (LSTM "
+                       "forget / GRU update gate bias, shift); default all that apply. GCNs: "
+                       "weights; default weights.")] = None,
     gradient: Annotated[str, typer.Option(help="The gradient total to target: raw "
                                           "(log ‖∂X_L/∂X_0‖², the paper's λ_g) or normalized "
                                           "(of the token directions, what a final norm passes "
@@ -52,13 +63,19 @@ def init(
                                                  "angle between X_L and X_0 at least this.")] = 0.25,
     min_branch: Annotated[float, typer.Option(help="Lower bound of branch multipliers (1: never "
                                               "weaker than the default init).")] = 1.0,
-    min_scale: Annotated[float, typer.Option(help="Lower bound of weight factors.")] = 1 / 16,
-    max_scale: Annotated[float, typer.Option(help="Upper bound of every factor.")] = 16.0,
+    min_scale: Annotated[float, typer.Option(help="Lower bound of weight factors and set "
+                                             "values (branch_gamma: keeps every branch "
+                                             "alive).")] = 1 / 16,
+    max_scale: Annotated[float, typer.Option(help="Upper bound of every factor (and set "
+                                             "value).")] = 16.0,
+    min_shift: Annotated[float, typer.Option(help="Lower bound of shift knobs (forget_bias).")] = -8.0,
+    max_shift: Annotated[float, typer.Option(help="Upper bound of shift knobs (forget_bias).")] = 8.0,
     n_tokens: NTokens = 16,
     seeds: Seeds = 4,
     seed: Seed = 0,
     search_seeds: Annotated[Optional[int], typer.Option(
-        help="Seeds the search runs on (the first ones; default 2); before/after use all.")] = None,
+        help="Seeds the search runs on (the first ones; default 2, all for recurrent and "
+             "graph networks); before/after use all.")] = None,
     n_probes: Probes = 4,
     apply: InitFile = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the initialization (JSON) here, for "
@@ -73,14 +90,17 @@ def init(
 ) -> None:
     """Find per-block scale factors that put a model at the edge of both transitions at its
     own depth: |L·λ_a^(L)| and |L·λ_g^(L)| within the tolerance, never by making the blocks the
-    identity. With --apply FILE, apply a saved one to a fresh model and measure it instead."""
+    identity. Transformers, ResNets (--net resnet18), RNN/LSTM/GRU over --layers time steps
+    (--net lstm|gru|rnn) and GCNs (--net gcn), each with its own knobs. With --apply FILE,
+    apply a saved one to a fresh model and measure it instead."""
     import torch
 
-    from sigprop.init import DEFAULT_KNOBS, build_initialized, critical_init, reapply
+    from sigprop.init import build_initialized, critical_init, reapply
 
     torch.set_num_threads(1)  # small per-token kernels: threads only add overhead
-    model = dict(hf=hf, layers=layers, width=width, heads=heads, block_path=blocks,
-                 n_tokens=n_tokens, seeds=seeds, seed=seed, n_probes=n_probes, device=device)
+    model = dict(hf=hf, net=net, family=family, layers=layers, width=width, heads=heads,
+                 block_path=blocks, n_tokens=n_tokens, seeds=seeds, seed=seed,
+                 n_probes=n_probes, device=device, image_size=image_size)
     if apply is not None:
         if knob:
             raise ValueError("--knob and --apply exclude each other: the file fixes the knobs")
@@ -97,17 +117,18 @@ def init(
                                   f"{evaluation.log_jac_L:+.2f}, departure "
                                   f"{evaluation.departure:.2f}")
 
-            result = critical_init(factory, knobs=tuple(knob or DEFAULT_KNOBS), gradient=gradient,
-                                   tolerance=tolerance, min_departure=min_departure,
-                                   min_branch=min_branch, min_scale=min_scale,
-                                   max_scale=max_scale,
+            result = critical_init(factory, knobs=tuple(knob) if knob else None,
+                                   gradient=gradient, tolerance=tolerance,
+                                   min_departure=min_departure, min_branch=min_branch,
+                                   min_scale=min_scale, max_scale=max_scale,
+                                   min_shift=min_shift, max_shift=max_shift,
                                    search_seeds=search_seeds, warm_start=warm_start,
                                    on_evaluation=progress, **model)
     if out is not None:
         result.write(out)
     if save is not None:
-        built = build_initialized(factory, result, hf=hf, layers=layers, width=width,
-                                  heads=heads, seed=seed, block_path=blocks)
+        built = build_initialized(factory, result, hf=hf, net=net, layers=layers, width=width,
+                                  heads=heads, seed=seed, block_path=blocks, n_tokens=n_tokens)
         torch.save(built.state_dict(), save)
     if as_json:
         print(json.dumps({k: v for k, v in result.to_json().items() if k != "path"}))
@@ -123,16 +144,18 @@ def _status(message: str, quiet: bool):
 
 
 def _print(result) -> None:
-    table = Table(title=f"{result.model}: {result.depth} blocks")
+    layer = {"convolutional": "residual blocks", "recurrent": "time steps",
+             "graph": "message-passing layers"}.get(result.family, "blocks")
+    table = Table(title=f"{result.model}: {result.depth} {layer}")
     for column in ("", "L·λ_a^(L) = log gap_L", "L·λ_g^(L) = log_jac_L", "log_jac_norm_L",
                    "departure"):
         table.add_column(column, justify="right")
     for name in ("before", "after"):
         row = getattr(result, name)
         table.add_row(name, *(_pm(row, key) for key in ("log_gap_L", "log_jac_L", "log_jac_norm_L")),
-                      f"{row['departure']:.3f}")
+                      "—" if row.get("departure") is None else f"{row['departure']:.3f}")
     console.print(table)
-    console.print("factors: " + ", ".join(f"{k} × {v:.4g}" for k, v in result.scales.items()))
+    console.print("knobs: " + ", ".join(_knob_value(k, v) for k, v in result.scales.items()))
     console.print(f"gradient target: {result.gradient}; constraint: {result.constraint}")
     console.print(f"input: {result.input}")
     if result.warm_start is not None:
@@ -140,8 +163,17 @@ def _print(result) -> None:
         console.print(f"theory warm start ({warm['evaluations']} theory evaluations, "
                       f"{warm['seconds']:.1f} s): " + ", ".join(
                           f"{k} × {v:.4g}" for k, v in warm["scales"].items()))
-    verdict = "reached" if result.reached else f"closest reachable ({result.reason})"
+    verdict = result.reason if result.reached else f"closest reachable ({result.reason})"
     console.print(f"{verdict}; {result.evaluations} evaluations in {result.seconds:.1f} s")
+
+
+def _knob_value(name: str, value: float) -> str:
+    from sigprop.init import KNOBS
+
+    kind = KNOBS[name].kind
+    if kind == "shift":
+        return f"{name} {value:+.4g}"
+    return f"{name} {'=' if kind == 'set' else '×'} {value:.4g}"
 
 
 def _pm(row: dict, key: str) -> str:

@@ -1,13 +1,17 @@
 """The seeds' models of one architecture, rescaled by knob factors and measured again and again.
 
-One evaluation at factors s = (s_k) restores every model's initial parameters, multiplies each
-knob's slots by s_k (``knobs.py``) and runs each seed's batched probe (``ModelProbe``). It
-returns the whole-model totals, averaged over seeds,
+One evaluation at knob values s = (s_k) restores every model's initial parameters, changes each
+knob's slots by s_k (× s_k, + s_k or = s_k by the knob's kind, ``knobs.py``) and runs each
+seed's batched probe (``ModelProbe``). It returns the whole-model totals, averaged over seeds,
 
     log_gap_L = log D_L     (growth of 1 − ρ near collapse, the limit ρ0 → 1),
     log_jac_L = log(‖∂X_L/∂X_0‖_F² / (n d))   (from the model's own embeddings),
     log_jac_norm_L   (the same for the token directions, what a final norm passes on),
     departure = sin²∠(X_L, X_0)   (0 for the identity map),
+
+where a convolutional network changes shape between stages, the departure is that of its
+stages (runs of layers of one shape) together, 1 − Π_stages cos²∠(X_end, X_start): the blocks
+with an identity shortcut are the ones that can become the identity (``whole_departure``);
 
 which are L·λ_a^(L), L·λ_g^(L) and the distance from the trivial answer. Rescaling from the
 stored originals makes every evaluation exactly what a fresh model with the factors applied
@@ -23,8 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from sigprop.init.knobs import Knob, Slot, knob_slots, scale_slots
+from sigprop.init.knobs import KNOBS, Knob, Slot, change_slots, knob_slots
 from sigprop.measure.blocks import Run
+from sigprop.measure.families import IMAGE_SIZE
 from sigprop.measure.model_probe import ModelProbe
 
 
@@ -57,12 +62,14 @@ class ScaledEnsemble:
 
     def __init__(self, models: Sequence[nn.Module], seeds: Sequence[int], knobs: tuple[Knob, ...],
                  *, n_tokens: int, n_probes: int, block_path: str | None = None,
-                 run: Run | None = None, gradient: str = "raw",
+                 run: Run | None = None, gradient: str = "raw", family: str | None = None,
+                 image_size: int = IMAGE_SIZE,
                  on_evaluation: Callable[[Evaluation], None] | None = None) -> None:
         self.models = list(models)
         self.knobs = knobs
         self.probes = [ModelProbe(m, s, n_tokens=n_tokens, n_probes=n_probes,
-                                  block_path=block_path, run=run)
+                                  block_path=block_path, run=run, family=family,
+                                  image_size=image_size)
                        for m, s in zip(self.models, seeds)]
         self.slots = [knob_slots(m, p.blocks, p.path, knobs) for m, p in zip(self.models, self.probes)]
         self.originals = [{n: t.detach().clone() for n, t in m.named_parameters()}
@@ -86,11 +93,12 @@ class ScaledEnsemble:
         for model, probe, slots, original in zip(self.models, self.probes, self.slots,
                                                   self.originals):
             restore(model, original)
-            for knob, factor in scales.items():
-                scale_slots(model, slots[knob], factor)
+            apply_slots(model, slots, scales)
             result = probe.measure()
+            departure = whole_departure(result["departure_stage"][None], result["tokens"],
+                                        result["widths"])[0]
             totals.append((result["log_spread"][-1], result["log_jac"][-1],
-                           result["log_jac_norm"][-1], result["departure"][-1]))
+                           result["log_jac_norm"][-1], departure))
         gap, jac, jac_norm, departure = (float(v) for v in np.mean(totals, axis=0))
         evaluation = Evaluation(dict(scales), gap, jac, jac_norm, departure, self.gradient)
         self.history.append(evaluation)
@@ -108,6 +116,20 @@ def restore(model: nn.Module, original: dict[str, torch.Tensor]) -> None:
 
 def apply_slots(model: nn.Module, slots: dict[str, tuple[Slot, ...]],
                 scales: dict[str, float]) -> None:
-    """Multiply each knob's slots of ``model`` by its factor, in place."""
-    for knob, factor in scales.items():
-        scale_slots(model, slots[knob], factor)
+    """Change each knob's slots of ``model`` by its value (× for branch and weight knobs, + for
+    shift, = for set), in place."""
+    for knob, value in scales.items():
+        change_slots(model, slots[knob], KNOBS[knob].kind, value)
+
+
+def whole_departure(stage: np.ndarray, tokens: Sequence[int], widths: Sequence[int]
+                    ) -> np.ndarray:
+    """Per seed, 1 − Π over the stages of cos²∠(X_end, X_start), from ``departure_stage``
+    (seeds, L + 1) and the tokens and widths per layer (a stage ends where they change); for
+    one stage, sin²∠(X_L, X_0) itself."""
+    stage = np.asarray(stage, dtype=float)
+    shapes = list(zip(tokens, widths))
+    ends = [l for l in range(len(shapes)) if l == len(shapes) - 1 or shapes[l + 1] != shapes[l]]
+    if len(ends) == 1:
+        return stage[:, -1]
+    return 1.0 - np.prod(1.0 - stage[:, ends], axis=1)

@@ -1,16 +1,21 @@
-"""A critical initialization as data: the factors, what they scale, the exponents before and
-after, and how to apply it again to a fresh model.
+"""A critical initialization as data: the knob values, what they change, the exponents before
+and after, and how to apply it again to a fresh model.
 
 The JSON (``CriticalInit.to_json``, written by ``sigprop init --out``) ::
 
     {"before": {"lambda_a", "lambda_g", "log_gap_L", "log_jac_L", "departure", …},
-     "after": {…}, "scales": {knob: factor}, "evaluations": k, "seconds": t,
-     "reached": bool, "reason": "…", "constraint": "…", "knobs": {knob: {"kind", "summary",
-     "parameters": [names]}}, "model", "depth", "input", "warm_start": {"source": "theory",
-     "scales", "log_gap_L", "log_jac_L", "departure", "evaluations", "seconds"} or null,
-     "path": [evaluations]}
+     "after": {…}, "scales": {knob: value}, "evaluations": k, "seconds": t,
+     "reached": bool, "reason": "…", "meaning": "…", "family": "…", "constraint": "…",
+     "knobs": {knob: {"kind", "summary", "parameters": [names]}}, "model", "depth", "input",
+     "warm_start": {"source": "theory", "scales", "log_gap_L", "log_jac_L", "departure",
+     "evaluations", "seconds"} or null, "path": [evaluations]}
 
+"scales" holds each knob's value: a factor for ``weight`` and ``branch`` knobs, the shift t
+for ``shift`` knobs (0: unchanged), the value set for ``set`` knobs ("knobs" gives the kind).
 "evaluations" counts probe evaluations of the real model; the theory's are in "warm_start".
+"family" is the network's family (transformer, convolutional, recurrent, graph), "meaning"
+what reaching both targets means for it in its own words; "reason" is, when reached, that
+meaning, and otherwise why the closest point misses (and what would fix it).
 
 lambda_a and lambda_g are the finite-depth per-layer exponents at the model's depth L,
 λ_a^(L) = log_gap_L / L and λ_g^(L) = log_jac_L / L (``sigprop.diagnose``); lambda_g_norm =
@@ -28,8 +33,8 @@ from pathlib import Path
 from torch import nn
 
 from sigprop.init.knobs import KNOBS, check_knobs, knob_slots
-from sigprop.init.ensemble import apply_slots
-from sigprop.measure.blocks import DiagnoseError, find_blocks
+from sigprop.init.ensemble import apply_slots, whole_departure
+from sigprop.measure.blocks import DiagnoseError
 from sigprop.measure.diagnose import Diagnosis
 
 FORMAT = 1
@@ -42,7 +47,8 @@ def summary(diagnosis: Diagnosis) -> dict:
         estimate = getattr(diagnosis, name)
         key = name.removesuffix("_depth")
         out |= {key: _finite(estimate.mean), f"{key}_stderr": _finite(estimate.stderr)}
-    departure = diagnosis.layers["departure"][:, -1]
+    departure = whole_departure(diagnosis.layers["departure_stage"],
+                                diagnosis.tokens_per_layer, diagnosis.widths_per_layer)
     out["lambda_g_norm"] = _finite(diagnosis.log_jac_norm_L.mean / diagnosis.depth)
     return {**out, "departure": _finite(departure.mean()),
             "one_minus_rho_L": _finite(diagnosis.mean("one_minus_rho")[-1]),
@@ -69,6 +75,8 @@ class CriticalInit:
     path: list[dict] = field(default_factory=list)
     warm_start: dict | None = None
     gradient: str = "raw"
+    family: str = "transformer"
+    meaning: str = ""
 
     def apply(self, model: nn.Module, block_path: str | None = None) -> nn.Module:
         """Rescale ``model``'s initial parameters in place (and return it)."""
@@ -78,7 +86,8 @@ class CriticalInit:
         return {
             "before": self.before, "after": self.after, "scales": self.scales,
             "evaluations": self.evaluations, "seconds": round(self.seconds, 2),
-            "reached": self.reached, "reason": self.reason, "gradient": self.gradient,
+            "reached": self.reached, "reason": self.reason, "meaning": self.meaning,
+            "family": self.family, "gradient": self.gradient,
             "constraint": self.constraint,
             "knobs": {name: {"kind": KNOBS[name].kind, "summary": KNOBS[name].summary,
                              "parameters": self.parameters[name]} for name in self.scales},
@@ -113,17 +122,20 @@ def load_init(source: str | Path | dict | CriticalInit) -> CriticalInit:
         constraint=source["constraint"], model=source["model"], depth=source["depth"],
         input=source["input"], path=source.get("path", []),
         warm_start=source.get("warm_start"), gradient=source.get("gradient", "raw"),
+        family=source.get("family", "transformer"), meaning=source.get("meaning", ""),
     )
 
 
 def apply_init(model: nn.Module, init: str | Path | dict | CriticalInit,
                block_path: str | None = None) -> nn.Module:
-    """Rescale a freshly initialized ``model`` in place by a critical initialization (its JSON
+    """Change a freshly initialized ``model`` in place by a critical initialization (its JSON
     file, dict or ``CriticalInit``) and return it.
 
     The model must have the blocks and parameters the initialization was found on: each knob
-    must scale exactly the parameter names it recorded (``DiagnoseError`` otherwise). Apply it
-    once, to a model at its framework's default initialization.
+    must change exactly the parameter names it recorded (``DiagnoseError`` otherwise). A
+    recurrent network may be given as the nn.RNN/LSTM/GRU itself or unrolled (``Unrolled``):
+    the names are those inside the recurrent module. Apply it once, to a model at its
+    framework's default initialization (factors and shifts add up when applied twice).
     """
     init = load_init(init)
     return apply_scales(model, init.scales, init.parameters, block_path)
@@ -131,15 +143,14 @@ def apply_init(model: nn.Module, init: str | Path | dict | CriticalInit,
 
 def apply_scales(model: nn.Module, scales: dict[str, float], parameters: dict[str, list[str]],
                  block_path: str | None = None) -> nn.Module:
-    """Multiply each knob's parameters of ``model`` by its factor in place, after checking that
+    """Change each knob's parameters of ``model`` by its value in place, after checking that
     the knob finds exactly the recorded ``parameters`` (names) in this model."""
-    path, blocks = find_blocks(model, block_path)
-    slots = knob_slots(model, list(blocks), path, check_knobs(list(scales)))
+    slots = knob_slots(model, None, block_path, check_knobs(list(scales)))
     for knob, found in slots.items():
         names = sorted({slot.name for slot in found})
         if names != parameters[knob]:
             raise DiagnoseError(
-                f"knob {knob!r} scales {len(names)} parameters of this model ({names[:2]} …) but "
+                f"knob {knob!r} changes {len(names)} parameters of this model ({names[:2]} …) but "
                 f"{len(parameters[knob])} of the model the initialization was found on "
                 f"({parameters[knob][:2]} …); apply it to the same architecture"
             )

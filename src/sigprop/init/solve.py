@@ -1,6 +1,7 @@
 """Root finding for a critical initialization on the measured totals of the rescaled models.
 
-Unknowns: u_k = log s_k, one per knob, within bounds. Residuals: r(u) = (log_gap_L, log_jac_L),
+Unknowns: u_k = log s_k, one per knob (u_k = t_k itself for an additive ``shift`` knob), within
+bounds. Residuals: r(u) = (log_gap_L, log_jac_L),
 i.e. (L·λ_a^(L), L·λ_g^(L)), plus the non-identity constraint departure(u) ≥ δ as a penalty
 
     r_3(u) = PENALTY · max(0, δ − departure(u)) / δ,
@@ -14,12 +15,14 @@ with a fresh Jacobian, up to ``RESTARTS`` times); the evaluations are determinis
 differences are smooth. The search stops at the first feasible point within ``ACCEPT`` of both
 targets, or once a feasible point within the tolerance has not improved by ``STALL_GAIN`` in
 ``STALL`` evaluations; it returns the best point it evaluated (feasible first, then the
-smallest max(|log_gap_L|, |log_jac_L|)), and, when that misses the tolerance, why.
+smallest max(|log_gap_L|, |log_jac_L|), then the smallest sum of squares: a total that no
+knob moves leaves the other to decide), and, when that misses the tolerance, why.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Collection
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -32,6 +35,7 @@ DIFF_STEP = 0.05     # forward-difference step in log s (5 %)
 STALL, STALL_GAIN = 6, 0.02
 RESTARTS = 2         # fresh finite-difference restarts after least_squares stops short
 MAX_EVALUATIONS = 60
+UNDEFINED = 1e3      # residual standing in for a total that is not finite
 
 
 class _Found(Exception):
@@ -47,15 +51,25 @@ class Solution:
 
 def solve(ensemble: ScaledEnsemble, start: dict[str, float],
           bounds: dict[str, tuple[float, float]], *, min_departure: float,
-          tolerance: float) -> Solution:
-    """The factors (knob → s) nearest (0, 0) in (log_gap_L, log_jac_L) with departure ≥
-    ``min_departure`` and s within ``bounds``, searched from ``start``; every evaluation already
-    in ``ensemble.history`` is a candidate too."""
+          tolerance: float, additive: Collection[str] = ()) -> Solution:
+    """The knob values (knob → s) nearest (0, 0) in (log_gap_L, log_jac_L) with departure ≥
+    ``min_departure`` and s within ``bounds``, searched from ``start``; the knobs named in
+    ``additive`` are searched in s itself, the others in log s. Every evaluation already in
+    ``ensemble.history`` is a candidate too."""
     names = list(start)
-    low = np.log([bounds[n][0] for n in names])
-    high = np.log([bounds[n][1] for n in names])
-    u0 = np.clip(np.log([start[n] for n in names]), low, high)
-    seen = {_key(np.log([e.scales[n] for n in names])): _residual(e, min_departure)
+    shifts = np.array([n in additive for n in names])
+
+    def to_u(values) -> np.ndarray:
+        values = np.asarray(values, dtype=float)
+        return np.where(shifts, values, np.log(np.where(shifts, 1.0, values)))
+
+    def from_u(u: np.ndarray) -> list[float]:
+        return np.where(shifts, u, np.exp(u)).tolist()
+
+    low = to_u([bounds[n][0] for n in names])
+    high = to_u([bounds[n][1] for n in names])
+    u0 = np.clip(to_u([start[n] for n in names]), low, high)
+    seen = {_key(to_u([e.scales[n] for n in names])): _residual(e, min_departure)
             for e in ensemble.history if set(e.scales) == set(names)}  # no re-evaluation
     progress = {"best": np.inf, "since": 0}
 
@@ -63,7 +77,7 @@ def solve(ensemble: ScaledEnsemble, start: dict[str, float],
         key = _key(u)
         if key in seen:
             return seen[key]
-        evaluation = ensemble.evaluate(dict(zip(names, np.exp(u).tolist())))
+        evaluation = ensemble.evaluate(dict(zip(names, from_u(u))))
         miss = _miss(evaluation) if _feasible(evaluation, min_departure) else np.inf
         if miss <= ACCEPT:
             raise _Found
@@ -106,8 +120,9 @@ def solve(ensemble: ScaledEnsemble, start: dict[str, float],
         if len(ensemble.history) >= MAX_EVALUATIONS or np.allclose(fit.x, u0, atol=1e-2):
             break
         u0 = fit.x
-    best = min(ensemble.history,
-               key=lambda e: (not _feasible(e, min_departure), _miss(e), -e.departure))
+    best = min(ensemble.history,  # ties in the miss (a total no knob moves): the smaller |r|
+               key=lambda e: (not _feasible(e, min_departure), round(_miss(e), 6),
+                              float(np.square(e.residual).sum()), -e.departure))
     reached = _feasible(best, min_departure) and _miss(best) <= tolerance
     return Solution(best, reached, "" if reached else _why(best, bounds, min_departure))
 
@@ -118,8 +133,12 @@ def _key(u: np.ndarray) -> tuple[float, ...]:
 
 def _residual(evaluation: Evaluation, min_departure: float) -> np.ndarray:
     """(log_gap_L, gradient total, PENALTY · relative departure shortfall)."""
-    shortfall = max(0.0, min_departure - evaluation.departure) / min_departure
-    return np.append(evaluation.residual, PENALTY * shortfall)
+    departure = evaluation.departure if np.isfinite(evaluation.departure) else 0.0
+    shortfall = max(0.0, min_departure - departure) / min_departure
+    # a total that over- or underflowed (or is undefined) counts as far off, not as an error
+    totals = np.nan_to_num(evaluation.residual, nan=UNDEFINED, posinf=UNDEFINED,
+                           neginf=-UNDEFINED)
+    return np.append(totals, PENALTY * shortfall)
 
 
 def _feasible(evaluation: Evaluation, min_departure: float) -> bool:
@@ -137,7 +156,8 @@ def _why(best: Evaluation, bounds: dict[str, tuple[float, float]], min_departure
     reasons = []
     at_bound = [f"{name} at its {'lower' if np.isclose(s, bounds[name][0], rtol=1e-3) else 'upper'}"
                 f" bound {s:.3g}" for name, s in best.scales.items()
-                if np.isclose(s, bounds[name][0], rtol=1e-3) or np.isclose(s, bounds[name][1], rtol=1e-3)]
+                if np.isclose(s, bounds[name][0], rtol=1e-3)
+                or np.isclose(s, bounds[name][1], rtol=1e-3)]
     if at_bound:
         reasons.append("knobs at their bounds: " + ", ".join(at_bound))
     if best.departure < min_departure * 1.05:

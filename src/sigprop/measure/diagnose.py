@@ -17,6 +17,9 @@ Per layer l = 0..L (l = 0 the hidden states entering block 0), mean ± standard 
 * ``departure`` = sin² of the angle between X_l and X_0 as vectors in R^{n d}: 0 while the
   blocks are the identity (the trivial way to make both exponents vanish), 1 once X_l has
   forgotten X_0;
+* ``departure_stage`` = the same from the first state of l's stage (the run of layers whose
+  states have X_l's shape): ``departure`` when the shape never changes; a convolutional
+  network's departure where channels and resolution change;
 all from one batched jvp pass per seed (``model_probe.py``).
 
 Two kinds of exponents. Over the whole model, at its own depth L (the finite-depth exponents
@@ -73,7 +76,7 @@ from sigprop.measure.model_probe import ModelProbe, build_model
 RECURRENT_STEPS = 64  # default time steps T of a recurrent network
 
 LAYER_FIELDS = ("q", "p", "rho", "one_minus_rho", "effective_rank", "cos_min", "cos_max",
-                "log_jac", "log_jac_norm", "log_spread", "departure")
+                "log_jac", "log_jac_norm", "log_spread", "departure", "departure_stage")
 DEEP = 3.0          # |λ| L above this (a factor e³ ≈ 20 over the network) is deep in a regime
 COLLAPSED = 1e-3    # 1 − ρ_L below this: the tokens have collapsed (docs/theory.md §8)
 

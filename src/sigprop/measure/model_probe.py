@@ -88,7 +88,9 @@ class ModelProbe:
 
     def measure(self) -> dict:
         """{"q", "p", "rho", "one_minus_rho", "effective_rank", "cos_min", "cos_max",
-        "log_jac", "log_jac_norm", "log_spread", "departure"}: arrays over l = 0..L; "width";
+        "log_jac", "log_jac_norm", "log_spread", "departure", "departure_stage"}: arrays over
+        l = 0..L (``departure_stage``: sin²∠(X_l, X_s), X_s the first state of l's stage, the run
+        of layers of X_l's shape; ``departure`` where the shape never changes); "width";
         "warnings"."""
         warnings: list[str] = list(self.layout.prepare(self.model, self.seed))
         layout = self.layout
@@ -132,10 +134,15 @@ class ModelProbe:
                             "token geometry (ρ, 1 − ρ, λ_a) there; use a larger input.")
         geometry = [_geometry(x) for x in natural]
         departure = np.array([float(_departure(x, natural[0])) for x in natural])
+        starts = [next(s for s in range(l + 1) if all(x.shape == natural[l].shape
+                                                       for x in natural[s:l + 1]))
+                  for l in range(len(natural))]
+        departure_stage = np.array([float(_departure(x, natural[s]))
+                                    for x, s in zip(natural, starts)])
         log_spread = _log_spread([s[-1:] for s in states], [t[-1:] for t in tangents], warnings)
         return {**{key: np.array([g[key] for g in geometry]) for key in geometry[0]},
                 "log_jac": log_jac, "log_jac_norm": log_jac_norm, "log_spread": log_spread,
-                "departure": departure,
+                "departure": departure, "departure_stage": departure_stage,
                 "width": tokens0.shape[-1],
                 "tokens": [int(x.shape[-2]) for x in natural],
                 "widths": [int(x.shape[-1]) for x in natural],
