@@ -31,6 +31,7 @@ CASES = {
         sigma_2=1.7, sigma_w=1.2, sigma_b=0.3, heads=8, out_proj=True, ff_ratio=2.0),
     "tied readout W_2 ~ N(0, σ_w²/d_ff)": Architecture.load().with_values(
         tied_readout=True, sigma_w=1.5, sigma_b=0.5),
+    "residual MLP, pre-LayerNorm, no attention": Architecture.load("resmlp"),
 }
 
 

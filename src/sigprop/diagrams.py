@@ -71,8 +71,9 @@ class PhaseDiagram:
         values = self.arch.resolved(self.setting.depth).scalars()
         fixed = [f"{h.symbol} = {values[h.name]:g}" for h in HYPERPARAMETERS
                  if h.name not in on_axis and _matters(h.name, values)]
+        fixed_text = f"{', '.join(fixed)};  " if fixed else ""
         return (f"{self.arch.describe()}, n = {self.setting.n_tokens}\n"
-                f"{', '.join(fixed)};  exponents: {self.setting.label}")
+                f"{fixed_text}exponents: {self.setting.label}")
 
     def write(self, out: str | Path, measured: pd.DataFrame | None = None) -> list[Path]:
         """Write phase_diagram.png, .csv and .parquet (and phase_diagram_measured.csv with
@@ -134,7 +135,8 @@ def phase_diagram(
     block = Architecture.load(arch).with_values(**values)
     x = default_x_axis(block) if x is None else x
     check_axes(x, y)
-    x_range, y_range = axis_range(x, x_range, resolution), axis_range(y, y_range, resolution)
+    x_range = axis_range(x, x_range or block.plot_range(x), resolution)
+    y_range = axis_range(y, y_range or block.plot_range(y), resolution)
     setting = settle_definition(block, Setting(n_tokens, depth, q0, rho0), x, x_range, y, y_range)
     xs, ys = np.linspace(*x_range, resolution), np.linspace(*y_range, resolution)
     grid = on_grid(block, setting, x, xs, y, ys)
@@ -150,7 +152,10 @@ def phase_diagram(
 
 
 def _matters(name: str, values: dict[str, Any]) -> bool:
-    """Whether a fixed hyperparameter shapes this block (κ only with DyT, σ_2 unless tied)."""
+    """Whether a fixed hyperparameter shapes this block (one the layer uses; κ only with DyT,
+    σ_2 unless tied)."""
+    if name not in values:
+        return False
     if name == "kappa":
         return values["norm"] == "dyt"
     if name == "sigma_2":

@@ -81,7 +81,8 @@ class ExponentsReport:
         """What the exponents mean over the network's depth, in one or two sentences."""
         if self.profile is not None:
             p = self.profile
-            text = _spelled_out(float(p.lambda_a), float(p.lambda_g), p.depth)
+            text = _spelled_out(float(p.lambda_a), float(p.lambda_g), p.depth,
+                                self.arch["network"])
             if not self.has_fixed_point:
                 text = ("No norm fixed point: q grows with depth (to q_L = "
                         f"{float(p.q[-1]):.3g} at L = {p.depth}), so the rates change from layer "
@@ -91,7 +92,8 @@ class ExponentsReport:
                         + text)
             return text
         e = self.asymptotic
-        return _spelled_out(float(e.lambda_a), float(e.lambda_g), VERDICT_DEPTH)
+        return _spelled_out(float(e.lambda_a), float(e.lambda_g), VERDICT_DEPTH,
+                            self.arch["network"])
 
 
 def exponents(
@@ -194,13 +196,17 @@ def trajectory(
                             path.log_jac)
 
 
-def _spelled_out(lam_a: float, lam_g: float, depth: int) -> str:
-    """One sentence on what per-layer rates mean for a network of ``depth`` layers."""
+def _spelled_out(lam_a: float, lam_g: float, depth: int, network: str = "transformer") -> str:
+    """One sentence on what per-layer rates mean for a network of ``depth`` layers; an MLP's
+    "tokens" are the inputs of a batch, which converge (ordered phase) rather than collapse
+    in rank through attention."""
     if math.isnan(lam_a) or math.isnan(lam_g):
         return "The exponents are undefined here."
     total_a = lam_a * depth
-    angle = (f"token differences shrink by e^{total_a:.1f} over {depth} layers (rank collapse)"
+    what, collapse = (("token differences", "rank collapse") if network == "transformer" else
+                      ("differences between inputs", "ordered: distinct inputs converge"))
+    angle = (f"{what} shrink by e^{total_a:.1f} over {depth} layers ({collapse})"
              if lam_a < 0 else
-             f"token differences grow by e^{total_a:.1f} over {depth} layers (chaos)")
+             f"{what} grow by e^{total_a:.1f} over {depth} layers (chaos)")
     gradient = f"‖∂X_L/∂X_0‖² changes by e^{lam_g * depth:.1f} over {depth} layers"
     return f"{angle}; {gradient}."

@@ -92,7 +92,7 @@ class SimulationReport:
         """The hyperparameters that vary between points, e.g. 'σ_w=1' or 'b_A=0.5 σ_w=5'."""
         values = [p.scalars() for p in self.points]
         varying = [h for h in NUMERIC.values() if h.expands is None
-                   and len({str(v[h.name]) for v in values}) > 1]
+                   and len({str(v.get(h.name)) for v in values}) > 1]
         if not varying:
             return [p.name for p in self.points]
         return [" ".join(f"{h.symbol}={v[h.name]:g}" for h in varying) for v in values]

@@ -307,8 +307,8 @@ def critical(
     """
     block = Architecture.load(arch).with_values(**values)
     x_axis = default_x_axis(block) if x is None else (None if x == "none" else x)
-    y_range = axis_range(y, y_range, 2)
-    x_range = axis_range(x_axis, x_range, points) if x_axis else None
+    y_range = axis_range(y, y_range or block.plot_range(y), 2)
+    x_range = axis_range(x_axis, x_range or block.plot_range(x_axis), points) if x_axis else None
     setting = settle_definition(block, Setting(n_tokens, depth, q0, rho0), x_axis, x_range, y,
                                 y_range)
     found = critical_set(block, setting, y, y_range, x_axis, x_range, x_points=points)
@@ -338,7 +338,10 @@ def settle_definition(arch: Architecture, setting: Setting, x_axis: str | None,
 
 
 def default_x_axis(arch: Architecture) -> str:
-    """``alpha`` for blocks in the paper's residual form, ``branch`` otherwise."""
+    """``sigma-b`` for the plain MLP (the plane of Poole et al.), ``alpha`` for blocks in the
+    paper's residual form, ``branch`` otherwise."""
+    if arch["network"] == "mlp":
+        return "sigma-b"
     return "alpha" if arch.alpha_form else "branch"
 
 

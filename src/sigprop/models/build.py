@@ -28,6 +28,7 @@ from torch import nn
 from sigprop.spec.components import (
     MLP,
     Component,
+    Dense,
     DyT,
     LayerNorm,
     Residual,
@@ -41,6 +42,7 @@ from sigprop.spec.components import (
     validate,
 )
 from sigprop.models.modules import (
+    DenseModule,
     DyTModule,
     LayerNormModule,
     MLPModule,
@@ -198,6 +200,17 @@ def _(component: MLP, context: BuildContext) -> nn.Module:
         activation=component.activation,
         W_3=context.gaussian(d_ff, d, variance=np.ones_like(sigma_w) / d) if component.gated else None,
     )
+
+
+@build_component.register(Dense)
+def _(component: Dense, context: BuildContext) -> nn.Module:
+    """W ~ N(0, σ_w²/d), b ~ N(0, σ_b²)."""
+    d = context.width
+    sigma_w = np.asarray(component.sigma_w, dtype=float)
+    sigma_b = np.asarray(component.sigma_b, dtype=float)
+    return DenseModule(W=context.gaussian(d, d, variance=sigma_w**2 / d),
+                       b=context.gaussian(d, variance=sigma_b**2),
+                       activation=component.activation)
 
 
 @build_component.register(Residual)

@@ -116,6 +116,22 @@ class MLPModule(nn.Module):
         return f"activation={self.activation}, gated={self.W_3 is not None}"
 
 
+class DenseModule(nn.Module):
+    """h ← W φ(h) + b on each token (one layer of a plain deep MLP)."""
+
+    def __init__(self, W: Tensor, b: Tensor, activation: str) -> None:
+        super().__init__()
+        self.W = nn.Parameter(W)
+        self.b = nn.Parameter(b)
+        self.activation = activation
+
+    def forward(self, h: Tensor) -> Tensor:
+        return TORCH_ACTIVATIONS[self.activation](h) @ self.W.mT + self.b
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation}"
+
+
 class ResidualModule(nn.Module):
     """x ← a · x + b · branch(x)."""
 

@@ -5,12 +5,13 @@ layer is built of.
   default, where it goes);
 * ``Architecture`` — a preset or description file with values overridden; ``.layer()`` gives the
   component description that both the theory and the PyTorch builder read;
-* ``components`` — RMSNorm, LayerNorm, DyT, SelfAttention, MLP, Residual, Serial.
+* ``components`` — RMSNorm, LayerNorm, DyT, SelfAttention, MLP, Dense, Residual, Serial.
 """
 
 from sigprop.spec.architecture import Architecture, depth_or, reference_layer
 from sigprop.spec.components import (
     MLP,
+    Dense,
     DyT,
     LayerNorm,
     Residual,
@@ -37,6 +38,7 @@ from sigprop.spec.presets import PRESETS
 __all__ = [
     "ALIASES",
     "Architecture",
+    "Dense",
     "DepthFormula",
     "DyT",
     "HYPERPARAMETERS",

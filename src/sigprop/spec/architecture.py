@@ -1,13 +1,18 @@
-"""``Architecture``: one transformer block, its structure and initialization, from declared values.
+"""``Architecture``: one layer of a network, its structure and initialization, from declared values.
 
 An architecture is a preset (``reference``, ``pre-ln``, ``post-ln``, ``gpt2``, ``llama``,
-``bert``) or a description file, with any declared value overridden. Its ``layer()`` is the
-component description (``sigprop.spec.components``) that the theory and the PyTorch builder
-both read; the block recipe here is the only place that knows how the options compose:
+``bert``, ``mlp``, ``resmlp``) or a description file, with any declared value overridden. Its
+``layer()`` is the component description (``sigprop.spec.components``) that the theory and the
+PyTorch builder both read; the block recipe here is the only place that knows how the options
+compose. A transformer layer (option ``network`` = transformer) is
 
     pre-norm:   X ← a_A X + b_A SA(N X),      X ← a_M X + b_M MLP(N X)
     post-norm:  X ← N(a_A X + b_A SA(X)),     X ← N(a_M X + b_M MLP(X))
     no norm:    X ← a_A X + b_A SA(X),        X ← a_M X + b_M MLP(X)
+
+``resmlp`` keeps the MLP sub-block alone (no attention: the tokens never interact), and ``mlp``
+is the plain deep MLP of Poole et al., h ← W φ(h) + b with W ~ N(0, σ_w²/d), b ~ N(0, σ_b²)
+(``Dense``), where only σ_w, σ_b and φ apply.
 
 Description file (``--arch FILE.json``): a JSON object whose keys are declared names (dashes or
 underscores), plus optionally "preset" (the starting point, default "reference"), "name" and
@@ -30,6 +35,7 @@ import numpy as np
 
 from sigprop.spec.components import (
     MLP,
+    Dense,
     DyT,
     LayerNorm,
     Residual,
@@ -39,6 +45,7 @@ from sigprop.spec.components import (
 )
 from sigprop.spec.declarations import (
     HYPERPARAMETERS,
+    axis,
     INPUTS,
     OPTIONS,
     Hyperparameter,
@@ -180,12 +187,21 @@ class Architecture:
 
     def theory_layer(self, depth: int | None = None) -> Serial:
         """``layer`` after checking that the wide-limit theory covers it (``NotCovered``)."""
-        if self.values["block"] == "post" and self.values["norm"] == "dyt":
+        if (self.values["network"] != "mlp" and self.values["block"] == "post"
+                and self.values["norm"] == "dyt"):
             raise NotCovered("post-norm DyT is not covered by the wide-limit theory: the stream "
                              "then holds tanh of Gaussians, whose whole distribution (not only "
                              "the Gram matrix) would have to be tracked; measure it with "
                              "`sigprop simulate`")
         return self.layer(depth)
+
+    def plot_range(self, name: str) -> tuple[float, float]:
+        """The default range of the phase-diagram axis ``name``: the preset's, if it declares
+        one for it, else the declared plotting range."""
+        decl = axis(name)
+        preset = PRESETS.get(self.name)
+        ranges = (preset.plot_ranges or {}) if preset is not None else {}
+        return ranges.get(decl.name, decl.plot_range)
 
     @property
     def structure(self) -> tuple:
@@ -194,18 +210,34 @@ class Architecture:
 
     @property
     def alpha_form(self) -> bool:
-        """Whether both residuals are the paper's a = sqrt(1 − α²), b = α (with α ≤ 1)."""
-        return all(_is_alpha_pair(self.values[f"skip_{s}"], self.values[f"branch_{s}"])
-                   for s in ("a", "m"))
+        """Whether the residuals the layer has are the paper's a = sqrt(1 − α²), b = α (with
+        α ≤ 1); False for the plain MLP, which has none."""
+        branches = {"transformer": ("a", "m"), "resmlp": ("m",), "mlp": ()}[self.values["network"]]
+        return bool(branches) and all(
+            _is_alpha_pair(self.values[f"skip_{s}"], self.values[f"branch_{s}"]) for s in branches)
+
+    @property
+    def used(self) -> tuple[str, ...]:
+        """The declared names this network's layer reads: all for a transformer; a residual
+        MLP drops the attention's; a plain MLP reads only σ_w, σ_b and φ."""
+        network = self.values["network"]
+        if network == "mlp":
+            return ("network", "sigma_w", "sigma_b", "activation")
+        dropped = ("attention", "attention_residual") if network == "resmlp" else ()
+        return tuple(d.name for d in (*HYPERPARAMETERS, *OPTIONS)
+                     if d.target is None or d.target[0] not in dropped)
 
     def scalars(self) -> dict[str, Any]:
-        """Every value as plain JSON (numbers, strings for formulas), and α_A, α_M when the
-        residuals are in the paper's form."""
+        """Every value the layer uses (``used``) as plain JSON (numbers, strings for
+        formulas), and α_A, α_M when the residuals are in the paper's form."""
         out: dict[str, Any] = {}
         if self.alpha_form:
-            out |= {"alpha_A": float(self.values["branch_a"]),
-                    "alpha_M": float(self.values["branch_m"])}
+            out |= {f"alpha_{s.upper()}": float(self.values[f"branch_{s}"])
+                    for s in ("a", "m") if f"branch_{s}" in self.used}
+        used = set(self.used)
         for name, value in self.values.items():
+            if name not in used:
+                continue
             if isinstance(value, DepthFormula):
                 out[name] = str(value)
             elif isinstance(value, (bool, str, int)) and not isinstance(value, float):
@@ -221,9 +253,13 @@ class Architecture:
         name = self.name
         if name in PRESETS and self.structure != Architecture.preset(name).structure:
             name = f"custom ({name} changed)"
+        if v["network"] == "mlp":
+            return f"{name}: plain MLP h ← W φ(h) + b, {v['activation']}, no norm, no residual"
         norm = "no norm" if v["norm"] == "none" else f"{v['block']}-{v['norm']}"
         heads = f"{v['heads']} head{'s' if v['heads'] > 1 else ''}" + (" + W_O" if v["out_proj"] else "")
         mlp = f"{'gated ' if v['gated'] else ''}{v['activation']} MLP (d_ff = {v['ff_ratio']:g}d)"
+        if v["network"] == "resmlp":
+            return f"{name}: residual MLP, {norm}, {mlp}, no attention"
         return f"{name}: {norm}, {heads}, {mlp}" + (", causal" if v["causal"] else "")
 
 
@@ -236,9 +272,14 @@ def _block(values: Mapping[str, Any]) -> Serial:
             parts[part][name] = values[decl.name]
     if values["tied_readout"]:
         parts["mlp"]["sigma_2"] = parts["mlp"]["sigma_w"]
+    if values["network"] == "mlp":
+        mlp = parts["mlp"]
+        return Serial((Dense(mlp["sigma_w"], mlp["sigma_b"], mlp["activation"]),))
     norm = {"rms": RMSNorm(), "layer": LayerNorm(), "dyt": DyT(**parts["dyt"]),
             "none": None}[values["norm"]]
     branches = {"attention": SelfAttention(**parts["attention"]), "mlp": MLP(**parts["mlp"])}
+    if values["network"] == "resmlp":
+        del branches["attention"]
     if values["block"] == "pre" or norm is None:
         return Serial(tuple(
             Residual(**parts[f"{key}_residual"], branch=Serial(((norm,) if norm else ()) + (f,)))

@@ -8,6 +8,7 @@ component is a frozen dataclass holding its initialization hyperparameters (docs
     DyT(κ)                       N(x) = tanh(κ x), elementwise (no normalization at all)
     SelfAttention(σ_A, …)        softmax attention, H heads of width d/H, optional output map
     MLP(σ_w, σ_b, φ, σ_2, …)     W_2 φ(W_1 y + b_1), or gated: W_2 (φ(W_1 y + b_1) ⊙ W_3 y)
+    Dense(σ_w, σ_b, φ)           W φ(h) + b: one layer of a plain deep MLP (Poole et al. 2016)
     Residual(a, b, branch)       a · x + b · branch(x)
     Serial(components)           composition, applied left to right
 
@@ -33,7 +34,8 @@ from sigprop.activations import ACTIVATIONS
 from sigprop.spec.errors import InvalidHyperparameter, check_range
 from sigprop.theory.attention import MAX_LOGIT_SCALE
 
-Component = Union["RMSNorm", "LayerNorm", "DyT", "SelfAttention", "MLP", "Residual", "Serial"]
+Component = Union["RMSNorm", "LayerNorm", "DyT", "SelfAttention", "MLP", "Dense", "Residual",
+                  "Serial"]
 
 # Attention logits with a larger standard deviation saturate the softmax to a one-hot choice;
 # the finite-n attention expectations are tabulated up to here.
@@ -93,6 +95,18 @@ class MLP:
 
 
 @dataclass(frozen=True)
+class Dense:
+    """One layer of the plain deep MLP of Poole et al. (2016): h ← W φ(h) + b, no norm and no
+    residual, with W ~ N(0, σ_w²/d) and b ~ N(0, σ_b²). The state is the pre-activation h (the
+    input of a stack is read as the pre-activations of layer 0); the "tokens" of an MLP are
+    the inputs of a batch, which never interact."""
+
+    sigma_w: ArrayLike
+    sigma_b: ArrayLike = 0.0
+    activation: str = "tanh"
+
+
+@dataclass(frozen=True)
 class Residual:
     """x ← a · x + b · branch(x), a = ``skip`` ≥ 0 and b = ``scale`` ≥ 0.
 
@@ -130,11 +144,12 @@ def validate(component: Component) -> None:
     elif isinstance(component, SelfAttention):
         check_range("sigma_A", component.sigma_A, 0.0, MAX_SIGMA_A, closed_low=False)
         _check_count("heads", component.heads)
-    elif isinstance(component, MLP):
+    elif isinstance(component, (MLP, Dense)):
         check_range("sigma_w", component.sigma_w, 0.0, np.inf, closed_low=False)
         check_range("sigma_b", component.sigma_b, 0.0, np.inf, closed_low=True)
-        check_range("sigma_2", component.sigma_2, 0.0, np.inf, closed_low=False)
-        check_range("ff_ratio", component.ff_ratio, 0.0, np.inf, closed_low=False)
+        if isinstance(component, MLP):
+            check_range("sigma_2", component.sigma_2, 0.0, np.inf, closed_low=False)
+            check_range("ff_ratio", component.ff_ratio, 0.0, np.inf, closed_low=False)
         if component.activation not in ACTIVATIONS:
             allowed = ", ".join(ACTIVATIONS)
             raise InvalidHyperparameter(

@@ -162,10 +162,10 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
                    "attention logit scale: W_Q, W_K ~ N(0, σ_A/d)",
                    0.0, MAX_SIGMA_A, False, (0.1, 3.0), 0.6, target=("attention", "sigma_A")),
     Hyperparameter("sigma_w", "σ_w", r"\sigma_w",
-                   "MLP weight scale: W_1 ~ N(0, σ_w²/d)",
+                   "MLP weight scale: W_1 ~ N(0, σ_w²/d) (plain MLP: W)",
                    0.0, math.inf, False, (0.1, 6.0), 2.0, target=("mlp", "sigma_w")),
     Hyperparameter("sigma_b", "σ_b", r"\sigma_b",
-                   "MLP bias scale: b_1 ~ N(0, σ_b²)",
+                   "MLP bias scale: b_1 ~ N(0, σ_b²) (plain MLP: b)",
                    0.0, math.inf, True, (0.0, 2.0), 0.0, target=("mlp", "sigma_b")),
     Hyperparameter("sigma_2", "σ_2", r"\sigma_2",
                    "MLP readout scale: W_2 ~ N(0, σ_2²/d_ff)",
@@ -197,6 +197,10 @@ ALIASES: tuple[Hyperparameter, ...] = (
 )
 
 OPTIONS: tuple[Option, ...] = (
+    Option("network", "what one layer is: transformer (attention then MLP sub-block), resmlp "
+           "(the MLP sub-block alone: X ← a_M X + b_M MLP(N X)), mlp (h ← W φ(h) + b, no norm, "
+           "no residual: the deep MLP of Poole et al.)", str, "transformer",
+           choices=("transformer", "resmlp", "mlp")),
     Option("block", "norm placement: pre, X ← a X + b f(N X); post, X ← N(a X + b f(X))",
            str, "pre", choices=("pre", "post")),
     Option("norm", "norm kind: rms (sqrt(d) x/|x|), layer (mean-centred), dyt (tanh(κ x)), "

@@ -15,11 +15,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Preset:
-    """Values that differ from the declared defaults, the depth, and one line on what it is."""
+    """Values that differ from the declared defaults, the depth, one line on what it is, and
+    the default ranges of phase-diagram axes where the declared ones do not fit."""
 
     values: dict[str, Any]
     depth: int | None
     summary: str
+    plot_ranges: dict[str, tuple[float, float]] | None = None  # axes drawn over other ranges
 
 
 _STANDARD = {"skip": 1.0, "branch": 1.0, "sigma_A": 1.0, "sigma_w": 1.0, "heads": 4,
@@ -47,4 +49,13 @@ PRESETS: dict[str, Preset] = {
     "bert": Preset(
         {**_STANDARD, "block": "post", "norm": "layer"}, 12,
         "BERT: Post-LN, unit residuals, GELU MLP with d_ff = 4d, bidirectional"),
+    "mlp": Preset(
+        {"network": "mlp", "activation": "tanh", "sigma_w": 1.5, "sigma_b": 0.3}, None,
+        "plain deep MLP (Poole et al. 2016): h ← W φ(h) + b, W ~ N(0, σ_w²/d), b ~ N(0, σ_b²), "
+        "tanh, no norm, no residual",
+        {"sigma_w": (0.5, 3.0), "sigma_b": (0.0, 1.0)}),
+    "resmlp": Preset(
+        {"network": "resmlp", "block": "pre", "norm": "layer", "skip": 1.0, "branch": 1.0,
+         "sigma_w": 1.0, "ff_ratio": 4.0, "activation": "gelu"}, 24,
+        "residual MLP: X ← X + MLP(LN X), GELU MLP with d_ff = 4d, no attention"),
 }

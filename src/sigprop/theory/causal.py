@@ -52,6 +52,7 @@ import numpy as np
 from sigprop.activations import get_activation
 from sigprop.spec.components import (
     MLP,
+    Dense,
     DyT,
     LayerNorm,
     Residual,
@@ -308,6 +309,14 @@ def _(component: MLP, C, G, samples=DEFAULT_SAMPLES, seed=0):
         return sigma_22 * phi, None if G is None else sigma_22 * sigma_w2 * slope * G
     output = sigma_22 * C * phi
     return output, None if G is None else sigma_22 * (sigma_w2 * slope * C + phi) * G
+
+
+@propagate_gram.register
+def _(component: Dense, C, G, samples=DEFAULT_SAMPLES, seed=0):
+    sigma_w2 = _matrix_parameter(component.sigma_w) ** 2
+    phi, slope = pair_moments(component.activation, C, G is not None)
+    output = sigma_w2 * phi + _matrix_parameter(component.sigma_b) ** 2
+    return output, None if G is None else sigma_w2 * slope * G
 
 
 def pair_moments(activation: str, cov: np.ndarray, derivative: bool = True

@@ -22,6 +22,10 @@ Field = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # χ_M = q_M), and rounding must not turn that into spurious sign changes.
 ZERO_TOLERANCE = 1e-12
 
+# |f_g| below this on the f_a = 0 curve (whose points are solved to ~1e-10 in y) is zero.
+COINCIDE_TOLERANCE = 1e-8
+
+
 @dataclass(frozen=True)
 class CurvePoints:
     """Points (x, y) on a zero curve; ``branch`` numbers the roots in y at each x from below."""
@@ -65,6 +69,9 @@ def intersections(
     if curve.x.size == 0:
         return CurvePoints(np.empty(0), np.empty(0), np.empty(0, dtype=int))
     on_curve = f_g(curve.x, curve.y)
+    # Where λ_g vanishes along the curve itself (both curves coincide, as for the plain MLP)
+    # rounding signs are not crossings.
+    on_curve = np.where(np.abs(on_curve) < COINCIDE_TOLERANCE, 0.0, on_curve)
     step = x_grid[1] - x_grid[0]
     y_cell = (y_range[1] - y_range[0]) / (y_points - 1)
     brackets = []
@@ -72,7 +79,8 @@ def intersections(
         idx = np.flatnonzero(curve.branch == branch)
         for a, b in zip(idx[:-1], idx[1:]):
             neighbours = np.isclose(curve.x[b] - curve.x[a], step)
-            if neighbours and np.sign(on_curve[a]) * np.sign(on_curve[b]) <= 0:
+            signs = np.sign(on_curve[a]) * np.sign(on_curve[b])
+            if neighbours and (signs < 0 or (signs == 0 and on_curve[a] != on_curve[b])):
                 brackets.append((curve.x[a], curve.x[b], curve.y[a], curve.y[b], branch))
     if not brackets:
         return CurvePoints(np.empty(0), np.empty(0), np.empty(0, dtype=int))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sigprop.spec.components import Serial
+from sigprop.spec.components import SelfAttention, Serial, find
 from sigprop.theory.fixed_points import grid_shape, settle_norm, take
 from sigprop.theory.maps import Geometry, Tangent, propagate
 from sigprop.theory.roots import bracketed_roots
@@ -126,8 +126,10 @@ def attracting_state(layer: Serial, n_tokens: int, rho0=0.0,
     q, rho, lambda_g = (np.full(settled.shape, np.nan) for _ in range(3))
     if settled.any():
         sub = take(layer, settled)
-        rho[settled] = _first_attracting_root(sub, n_tokens, rho0[settled].copy())
-        q[settled] = norm_fixed_point(sub, n_tokens, rho[settled])
+        # Tokens that never interact (no attention) share one norm fixed point for every ρ.
+        q_fixed = None if find(layer, SelfAttention) else np.broadcast_to(q_collapsed, shape)[settled]
+        rho[settled] = _first_attracting_root(sub, n_tokens, rho0[settled].copy(), q_fixed)
+        q[settled] = norm_fixed_point(sub, n_tokens, rho[settled]) if q_fixed is None else q_fixed
         lambda_g[settled] = tangent_growth(sub, n_tokens, q[settled], rho[settled])
     lambda_g[np.isnan(q)] = np.nan  # the forward map found no fixed point at its attractor
     return FixedPoint(q=q, rho=rho, lambda_g=lambda_g)
@@ -155,16 +157,18 @@ def norm_fixed_point(layer: Serial, n_tokens: int, rho) -> np.ndarray:
 _BRACKET_POINTS = 9
 
 
-def _first_attracting_root(layer: Serial, n_tokens: int, rho0: np.ndarray) -> np.ndarray:
+def _first_attracting_root(layer: Serial, n_tokens: int, rho0: np.ndarray,
+                           q_fixed: np.ndarray | None = None) -> np.ndarray:
     """First root of R(ρ) = ρ' − ρ above ρ0 with R > 0 before it; 1 if R stays positive.
 
     Brackets on a grid uniform in log(1 − ρ) from 1 − ρ0 down to ``COLLAPSE_TOLERANCE``, then
-    refines log(1 − ρ) only at the points where a bracket was found.
+    refines log(1 − ρ) only at the points where a bracket was found. ``q_fixed``: the norm
+    fixed point when it does not depend on ρ (tokens that never interact).
     """
     log_gap0 = np.log(1.0 - np.minimum(rho0, 1.0 - COLLAPSE_TOLERANCE))
     fractions = np.linspace(0.0, 1.0, _BRACKET_POINTS).reshape((-1,) + (1,) * rho0.ndim)
     log_gaps = log_gap0 + fractions * (np.log(COLLAPSE_TOLERANCE) - log_gap0)
-    residual = _cosine_residual(layer, n_tokens, 1.0 - np.exp(log_gaps))
+    residual = _cosine_residual(layer, n_tokens, 1.0 - np.exp(log_gaps), q_fixed)
     falls = (residual[:-1] > 0) & (residual[1:] <= 0)
     found = falls.any(axis=0)
     rho = np.where((residual[0] <= 0) & ~found, rho0, 1.0)  # ρ0 itself attracting, or collapse
@@ -175,16 +179,22 @@ def _first_attracting_root(layer: Serial, n_tokens: int, rho0: np.ndarray) -> np
     high = np.take_along_axis(log_gaps[:, found], first[None], axis=0)[0]
     low = np.take_along_axis(log_gaps[:, found], first[None] + 1, axis=0)[0]
     sub_layer = take(layer, found)
+    sub_q = None if q_fixed is None else q_fixed[found]
     log_gap = bracketed_roots(
-        lambda g: _cosine_residual(sub_layer, n_tokens, 1.0 - np.exp(g)), low, high, 1e-11
+        lambda g: _cosine_residual(sub_layer, n_tokens, 1.0 - np.exp(g), sub_q), low, high, 1e-11
     )
     rho[found] = 1.0 - np.exp(log_gap)
     return rho
 
 
-def _cosine_residual(layer: Serial, n_tokens: int, rho: np.ndarray) -> np.ndarray:
-    """R(ρ) = ρ' − ρ after one layer from (q*(ρ), q*(ρ) ρ)."""
-    return settle_norm(layer, n_tokens, rho)[1].rho - rho
+def _cosine_residual(layer: Serial, n_tokens: int, rho: np.ndarray,
+                     q_fixed: np.ndarray | None = None) -> np.ndarray:
+    """R(ρ) = ρ' − ρ after one layer from (q*(ρ), q*(ρ) ρ); ``q_fixed``: q* when it does not
+    depend on ρ."""
+    if q_fixed is None:
+        return settle_norm(layer, n_tokens, rho)[1].rho - rho
+    q = np.broadcast_to(q_fixed, rho.shape)
+    return propagate(layer, Geometry(q, q * rho), None, n_tokens)[0].rho - rho
 
 
 def _unit_tangent(q: np.ndarray) -> Tangent:

@@ -20,7 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from sigprop.spec.components import Serial, hyperparameter_values, map_hyperparameters
+from sigprop.spec.components import (
+    SelfAttention,
+    Serial,
+    find,
+    hyperparameter_values,
+    map_hyperparameters,
+)
 from sigprop.theory.maps import Geometry, propagate
 
 _Q_TOLERANCE = 1e-13
@@ -32,10 +38,20 @@ _ITERATIONS = 300  # plain iterations of the fallback
 
 def settle_norm(layer: Serial, n_tokens: int, rho) -> tuple[np.ndarray, Geometry]:
     """q*(ρ) and the geometry one layer after (q*, q* ρ); NaN where there is no attracting
-    norm fixed point."""
+    norm fixed point.
+
+    Without attention the tokens never interact: each token's norm maps on its own, q*(ρ)
+    is the same for every ρ and is settled once, at ρ = 1."""
     rho = np.asarray(rho, float)
     shape = np.broadcast_shapes(grid_shape(layer), rho.shape)
     rho = np.broadcast_to(rho, shape)
+    if not find(layer, SelfAttention) and np.any(rho != 1.0):
+        q = np.broadcast_to(settle_norm(layer, n_tokens, np.ones(grid_shape(layer)))[0], shape)
+        finite = np.isfinite(q)
+        after = propagate(layer, Geometry(np.where(finite, q, 1.0), np.where(finite, q, 1.0) * rho),
+                          None, n_tokens)[0]
+        nan = np.where(finite, 1.0, np.nan)
+        return q * nan, Geometry(after.q * nan, after.p * nan)
     q, after, settled = _secant(layer, n_tokens, rho, np.ones(shape), np.full(shape, 2.0))
     q, after_q, after_p = (np.array(x, dtype=float) for x in (q, after.q, after.p))
     retry = ~settled

@@ -21,7 +21,16 @@ from functools import singledispatch
 
 import numpy as np
 
-from sigprop.spec.components import MLP, DyT, LayerNorm, Residual, RMSNorm, SelfAttention, Serial
+from sigprop.spec.components import (
+    MLP,
+    Dense,
+    DyT,
+    LayerNorm,
+    Residual,
+    RMSNorm,
+    SelfAttention,
+    Serial,
+)
 from sigprop.spec.errors import NotCovered
 from sigprop.theory.attention import attention_moments
 from sigprop.theory.gaussian import cross_moments, diagonal_moments
@@ -157,6 +166,20 @@ def _(component: MLP, geometry: Geometry, tangent: Tangent, n_tokens: int):
         return output, None
     return output, Tangent(sigma_22 * (slopes.g_d * geometry.q + hidden.q * tangent.g_d),
                            sigma_22 * (slopes.g_o * geometry.p + hidden.p * tangent.g_o))
+
+
+@propagate.register
+def _(component: Dense, geometry: Geometry, tangent: Tangent, n_tokens: int):
+    """h ← W φ(h) + b (Poole et al. 2016), entries of h Gaussian with variance q, covariance p:
+    q' = σ_w² E φ(h)² + σ_b²,  p' = σ_w² E φ(h_1)φ(h_2) + σ_b²;
+    tangent t ← W (φ'(h) ⊙ t): g_d ← σ_w² E[φ'(h)²] g_d, g_o ← σ_w² E[φ'(h_1)φ'(h_2)] g_o.
+    At the collapsed line ρ = 1 both the growth of 1 − ρ and the gradient's are
+    χ_1 = σ_w² E φ'(h)² at q*: χ_1 = 1 is the edge of chaos of Poole et al."""
+    sigma_w2 = np.asarray(component.sigma_w, float) ** 2
+    sigma_b2 = np.asarray(component.sigma_b, float) ** 2
+    hidden, slopes = _elementwise(component.activation, geometry.q, geometry.p, 1.0, tangent,
+                                  sigma_w2)
+    return Geometry(hidden.q + sigma_b2, hidden.p + sigma_b2), slopes
 
 
 def _elementwise(activation: str, var, cov, gain2, tangent: Tangent | None, scale2=1.0):

@@ -164,6 +164,9 @@ class _Table(NamedTuple):
 
 
 _CACHE: OrderedDict[tuple[str, float], _Table] = OrderedDict()
+# (activation, var) found missing on disk in this process: not looked up again (a fixed-point
+# search asks for a few new variances at every step, and each failed lookup costs a file open).
+_MISSING: OrderedDict[tuple[str, float], None] = OrderedDict()
 
 
 def _tables(activation: str, variances: np.ndarray) -> list[_Table]:
@@ -174,6 +177,7 @@ def _tables(activation: str, variances: np.ndarray) -> list[_Table]:
     new = dict(zip(missing, _build_tables(activation, np.array([v for _, v in missing]))))
     for key, table in new.items():
         table_cache.store(_DISK_KIND, _disk_key(*key), np.stack([table.phi, table.dphi]))
+        _MISSING.pop(key, None)
     tables = [new[key] if key in new else _CACHE[key] for key in keys]
     for key, table in zip(keys, tables):
         _CACHE[key] = table
@@ -185,8 +189,13 @@ def _tables(activation: str, variances: np.ndarray) -> list[_Table]:
 
 def _load_table(activation: str, var: float) -> bool:
     """Put the stored θ-table of (activation, var) into the memory cache, if there is one."""
+    if (activation, var) in _MISSING:
+        return False
     stored = table_cache.stored(_DISK_KIND, _disk_key(activation, var))
     if stored is None or stored.ndim != 2 or stored.shape[0] != 2:
+        _MISSING[(activation, var)] = None
+        while len(_MISSING) > 64 * _CACHE_SIZE:
+            _MISSING.popitem(last=False)
         return False
     _CACHE[(activation, var)] = _Table(stored[0], stored[1], stored.shape[1] - _STENCIL - 1)
     return True
