@@ -88,7 +88,7 @@ def test_batch_norm_calibration_is_the_training_pass():
     assert not model.training
 
 
-def test_resnet_diagnosis_per_layer_and_jacobian_per_entry():
+def test_resnet_diagnosis_per_layer_and_gradient_gain_per_entry():
     factory = lambda seed: resnet18(width=8)  # noqa: E731
     result = diagnose(factory, seeds=[0, 1], n_probes=2)
     assert result.family == "convolutional" and result.depth == 8
@@ -119,8 +119,8 @@ def test_resnet_diagnosis_per_layer_and_jacobian_per_entry():
                 x = block(x)
             return x
         pushed = [autograd_jvp(through, x0, v[None])[1] for v in probes]
-        numel = pushed[0].numel()
-        expected = math.log(np.mean([float(t.square().sum()) for t in pushed]) / numel)
+        # ‖J‖_F² / numel(X_0): the per-entry gain of back-propagated gradients.
+        expected = math.log(np.mean([float(t.square().sum()) for t in pushed]) / x0.numel())
         assert result.layers["log_jac"][0, l] == pytest.approx(expected, abs=1e-8), l
     tokens = x0.flatten(2).transpose(1, 2)
     assert result.layers["q"][0, 0] == pytest.approx(float(tokens.square().mean()), rel=1e-12)
@@ -231,6 +231,18 @@ def test_gcn_over_smooths_at_small_weights():
     assert result.to_json()["token"] == "node"
 
 
+def test_gcn_with_tanh_has_no_angle_exponent():
+    """tanh(u_i z) ≠ u_i tanh(z): the smooth state u xᵀ is not invariant, so there is no
+    collapsed line to linearize around; λ_a is reported undefined, with the reason."""
+    factory = lambda seed: GCN(12, 24, random_graph(12, 3.0, seed=seed),  # noqa: E731
+                               activation="tanh", sigma_w=4.0)
+    result = diagnose(factory, seeds=[0], n_probes=1)
+    assert math.isnan(result.lambda_a.mean)
+    assert any("does not stay collapsed" in w for w in result.warnings)
+    assert "λ_a could not be measured" in verdict(result)
+    assert np.isfinite(result.lambda_g.mean)
+
+
 # ---------------------------------------------------------------- command line
 
 def _cli(*args: str):
@@ -271,3 +283,11 @@ def test_cli_model_without_layers_exits_2_with_one_line(tmp_path, monkeypatch):
     assert "no sequence of blocks found in Linear" in lines[0]
     for hint in ("--blocks", "--family", "nn.RNN/LSTM/GRU", "adjacency"):
         assert hint in lines[0]
+    (tmp_path / "families_failing.py").write_text(
+        "def broken(seed=0):\n"
+        "    raise RuntimeError('no such checkpoint')\n"
+    )
+    out = _cli("families_failing:broken", "--seeds", "1", "--device", "cpu")
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    assert out.stderr.strip() == ("error: families_failing:broken failed when called with seed=: "
+                                  "RuntimeError: no such checkpoint")

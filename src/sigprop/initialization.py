@@ -23,6 +23,8 @@ from sigprop.theory.dynamics import trajectory as predict_trajectory
 from sigprop.theory.exponents import Exponents, compute_exponents, sign_label
 
 VERDICT_DEPTH = 32  # depth the asymptotic rates are spelled out for when no depth is given
+SIGNAL_FLOOR = 1e-9  # a norm fixed point below this is q* = 0: the signal dies out
+MARGINAL = 0.05      # |L·λ_a| below this: differences neither shrink nor grow over the depth
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,20 @@ class ExponentsReport:
                         + text)
             return text
         e = self.asymptotic
+        if self.signal_dies:
+            return (f"The signal dies out: the norm's fixed point is q* = 0 (no bias). Distances "
+                    f"between inputs shrink with the norm, by e^{float(e.lambda_a) * VERDICT_DEPTH:.1f}"
+                    f" over {VERDICT_DEPTH} layers (λ_a = log χ_1 here is the decay rate of q − p), "
+                    "while their angles change only slowly; ‖∂X_L/∂X_0‖² changes by "
+                    f"e^{float(e.lambda_g) * VERDICT_DEPTH:.1f} over {VERDICT_DEPTH} layers.")
         return _spelled_out(float(e.lambda_a), float(e.lambda_g), VERDICT_DEPTH,
                             self.arch["network"])
+
+    @property
+    def signal_dies(self) -> bool:
+        """Whether the asymptotic state is q* = 0 (a bias-free network whose norm shrinks)."""
+        q = self.asymptotic.q_collapsed if self.asymptotic is not None else np.nan
+        return bool(np.all(np.asarray(q) < SIGNAL_FLOOR))
 
 
 def exponents(
@@ -205,8 +219,11 @@ def _spelled_out(lam_a: float, lam_g: float, depth: int, network: str = "transfo
     total_a = lam_a * depth
     what, collapse = (("token differences", "rank collapse") if network == "transformer" else
                       ("differences between inputs", "ordered: distinct inputs converge"))
-    angle = (f"{what} shrink by e^{total_a:.1f} over {depth} layers ({collapse})"
-             if lam_a < 0 else
-             f"{what} grow by e^{total_a:.1f} over {depth} layers (chaos)")
+    if abs(total_a) < MARGINAL:
+        angle = f"{what} neither shrink nor grow over {depth} layers (marginal)"
+    else:
+        angle = (f"{what} shrink by e^{total_a:.1f} over {depth} layers ({collapse})"
+                 if lam_a < 0 else
+                 f"{what} grow by e^{total_a:.1f} over {depth} layers (chaos)")
     gradient = f"‖∂X_L/∂X_0‖² changes by e^{lam_g * depth:.1f} over {depth} layers"
     return f"{angle}; {gradient}."

@@ -58,9 +58,12 @@ def exponents(
         table.add_row("λ_a (angle exponent)", signed(result["lambda_a"]), f"phase: {result['phase']}")
         table.add_row("λ_g (gradient exponent)", signed(result["lambda_g"]),
                       f"gradients: {result['gradients']}")
-        table.add_row("q*  (attracting norm)", f"{result['q_star']:.4f}", "")
-        table.add_row("ρ*  (attracting cosine)", f"{result['rho_star']:.4f}",
-                      "collapsed line" if result["rho_star"] >= 1 - 1e-9 else "regular simplex")
+        table.add_row("q*  (attracting norm)", f"{result['q_star']:.4g}",
+                      "the signal dies out" if report.signal_dies else "")
+        if not report.signal_dies:  # at q* = 0 the cosine map is the identity: no attractor
+            table.add_row("ρ*  (attracting cosine)", f"{result['rho_star']:.4f}",
+                          "collapsed line" if result["rho_star"] >= 1 - 1e-9 else
+                          "regular simplex")
     else:
         table.add_row("asymptotic λ_a, λ_g", "undefined", "no norm fixed point: q grows with depth")
     finite = result["finite_depth"]

@@ -35,6 +35,7 @@ DIFF_STEP = 0.05     # forward-difference step in log s (5 %)
 STALL, STALL_GAIN = 6, 0.02
 RESTARTS = 2         # fresh finite-difference restarts after least_squares stops short
 MAX_EVALUATIONS = 60
+SCAN_POINTS = 9      # one knob: values scanned over its bounds before the local search
 UNDEFINED = 1e3      # residual standing in for a total that is not finite
 
 
@@ -110,9 +111,11 @@ def solve(ensemble: ScaledEnsemble, start: dict[str, float],
         last["u"], last["f"] = u.copy(), f0
         return last["J"]
 
-    for _ in range(RESTARTS + 1):  # a stale Broyden Jacobian can stop short: restart fresh
+    for attempt in range(RESTARTS + 1):  # a stale Broyden Jacobian can stop short: restart
         last.clear()
         try:
+            if attempt == 0 and len(names) == 1:
+                u0 = _scan(residual, to_u, low[0], high[0], ensemble, names, min_departure)
             fit = least_squares(residual, u0, jac=jacobian, bounds=(low, high), x_scale=1.0,
                                 max_nfev=MAX_EVALUATIONS, xtol=1e-2, ftol=1e-3)
         except _Found:
@@ -125,6 +128,21 @@ def solve(ensemble: ScaledEnsemble, start: dict[str, float],
                               float(np.square(e.residual).sum()), -e.departure))
     reached = _feasible(best, min_departure) and _miss(best) <= tolerance
     return Solution(best, reached, "" if reached else _why(best, bounds, min_departure))
+
+
+def _scan(residual, to_u, low: float, high: float, ensemble: ScaledEnsemble, names: list[str],
+          min_departure: float) -> np.ndarray:
+    """One knob: evaluate ``SCAN_POINTS`` values spread evenly over its bounds (in u) and return
+    the u of the best evaluation so far (the start included). Totals of ReLU networks at small
+    width move in small jumps as units switch, which can point a local first step the wrong
+    way; a scan of the whole range cannot be misled by that. Raises ``_Found`` at an accepted
+    point."""
+    for u in np.linspace(low, high, SCAN_POINTS):
+        residual(np.array([u]))
+    best = min((e for e in ensemble.history if set(e.scales) == set(names)),
+               key=lambda e: (not _feasible(e, min_departure), round(_miss(e), 6),
+                              float(np.square(e.residual).sum())))
+    return np.clip(to_u([best.scales[names[0]]]), low, high)
 
 
 def _key(u: np.ndarray) -> tuple[float, ...]:

@@ -333,11 +333,14 @@ def verdict(diagnosis: Diagnosis, depth: int | None = None) -> str:
         angle = words["edge"].format(phase=diagnosis.phase, factor=_factor(total_a), how=how,
                                      rate=rate_a)
     one_minus_rho = diagnosis.mean("one_minus_rho")
-    finite = one_minus_rho[np.isfinite(one_minus_rho)]
+    finite = np.flatnonzero(np.isfinite(one_minus_rho))
     if finite.size:
-        rho_last = float(finite[-1])
+        last = int(finite[-1])
+        rho_last = float(one_minus_rho[last])
         state = words["collapsed"] if rho_last < COLLAPSED else words["apart"]
-        angle += f" The forward pass ends at 1 − ρ_L = {rho_last:.2g}: {state}."
+        where = ("The forward pass ends at 1 − ρ_L" if last == len(one_minus_rho) - 1 else
+                 f"The last layer with 2 or more {diagnosis.nouns.token}s, l = {last}, has 1 − ρ")
+        angle += f" {where} = {rho_last:.2g}: {state}."
     if not math.isfinite(total_g):
         grad = f"λ_g could not be measured ({rate_g})."
     elif abs(total_g) > DEEP:
@@ -374,10 +377,11 @@ _WORDS = {
              "scatter — near identical positions 1 − ρ changes by only {factor} {how} ({rate}).",
         collapsed="the spatial positions have become identical",
         apart="the spatial positions stay distinct",
-        gradients="Gradients {kind} per block: ‖∂X_L/∂X_0‖² per entry {change} by {factor} "
-                  "{how}, an e-fold every {scale} blocks ({rate}).",
-        stable="Gradients near the edge of stability: ‖∂X_L/∂X_0‖² per entry changes by only "
-               "{factor} {how} ({rate})."),
+        gradients="Gradients {kind} per block: the per-entry gradient gain "
+                  "‖∂X_L/∂X_0‖²/numel(X_0) {change} by {factor} {how}, an e-fold every {scale} "
+                  "blocks ({rate}).",
+        stable="Gradients near the edge of stability: the per-entry gradient gain "
+               "‖∂X_L/∂X_0‖²/numel(X_0) changes by only {factor} {how} ({rate})."),
     "recurrent": dict(
         layers="time steps", per="step",
         ordered="Short memory (ordered): the network forgets its initial state within "

@@ -109,9 +109,10 @@ class UserFactory:
         takes_seed = _takes_seed(self.function)
         try:
             model = self.function(seed=seed) if takes_seed else self.function()
-        except TypeError as error:
+        except Exception as error:  # the user's code: any failure is theirs to fix
             how = "seed=" if takes_seed else "no arguments"
-            raise DiagnoseError(f"{self.spec} failed when called with {how}: {error}") from None
+            raise DiagnoseError(f"{self.spec} failed when called with {how}: "
+                                f"{type(error).__name__}: {error}") from None
         if not isinstance(model, nn.Module):
             raise DiagnoseError(f"{self.spec} returned a {type(model).__name__}, not a "
                                 "torch.nn.Module")

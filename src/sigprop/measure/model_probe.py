@@ -20,9 +20,12 @@ one pass per member, with identical results.
 Other families (``families.py``) read their hidden states as tokens through a layout: the
 spatial positions of a feature map, the copies of an unrolled RNN, the nodes of a graph. Every
 quantity is computed on the tokens of layer l at that layer's own shape; probes, the collapsed
-state and its tangent are drawn as tokens and mapped to the model's layout. log_jac is per
-entry, log(mean_k |J_l v_k|² / numel(X_l)) with |v_k|² = numel(X_0) (numel per member), which is
-the formula above when all layers have the shape of X_0.
+state and its tangent are drawn as tokens and mapped to the model's layout. log_jac is
+log(mean_k |J_l v_k|² / numel(X_0)) with |v_k|² = numel(X_0) (numel per member), the formula
+above: log(‖J_l‖_F² / numel(X_0)) is the per-entry gain of back-propagated gradients (a loss
+gradient with i.i.d. entries of variance s² at X_l arrives at X_0 with per-entry variance
+s² ‖J_l‖_F² / numel(X_0)), whatever the shape of X_l. (Dividing by numel(X_l) instead would add
+log 2 at every ResNet stage that halves the number of entries.)
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from sigprop.measure.trajectory import sphere_probes
 
 PRECISION = 1e-12   # |P T| / |T| below this: token differences drown in rounding
 DRIFT = 1e-6        # 1 − ρ of the collapsed state above this: no longer collapsed
+NOT_INVARIANT = 1e-3  # ... and above this: the collapsed line is not invariant (no λ_a at all)
 
 
 def build_model(factory: Callable[[int], nn.Module], seed: int,
@@ -121,8 +125,8 @@ class ModelProbe:
         tangents = [layout.to_tokens(t) for t in tangents]
         natural = [s[:1] for s in states]
         sq_norms = [t[:-1].square().sum((-2, -1)) for t in tangents]  # per layer: (P,)
-        log_jac = np.array([float(torch.log(sq.mean(-1) / x.numel()))
-                            for sq, x in zip(sq_norms, natural)])
+        log_jac = np.array([float(torch.log(sq.mean(-1) / natural[0].numel()))
+                            for sq in sq_norms])
         directions = torch.stack([_direction_sq_norm(s[:1], t[:-1]) for s, t in zip(states, tangents)])
         log_jac_norm = torch.log(directions.mean(-1) / directions[0].mean()).cpu().numpy()
         if not np.all(np.isfinite(log_jac)):
@@ -208,6 +212,13 @@ def _log_spread(states: list[Tensor], tangents: list[Tensor], warnings: list[str
     if lowest < PRECISION:
         warnings.append(f"Warning: near collapse the token differences fell to {lowest:.1g} of the "
                         "tangent (rounding limits λ_a).")
+    if drift > NOT_INVARIANT:
+        warnings.append(f"Warning: the collapsed state does not stay collapsed (1 − ρ up to "
+                        f"{drift:.1g}): either the network does not keep identical tokens "
+                        "identical (in a graph network, an activation that is not positively "
+                        "homogeneous, such as tanh, moves the smooth state off its line) or a "
+                        "strongly chaotic network amplified rounding; λ_a is not defined.")
+        return np.full(len(log_spread), math.nan)
     if drift > DRIFT:
         warnings.append(f"Warning: rounding pushed the collapsed state off the line (1 − ρ up to "
                         f"{drift:.1g}); λ_a was measured away from exact collapse.")

@@ -115,8 +115,9 @@ class ResNet(nn.Module):
 
 def resnet18(num_classes: int = 10, width: int = 64, zero_init_residual: bool = False,
              seed: int | None = None) -> ResNet:
-    """ResNet-18 (torchvision's, randomly initialized) with ``width`` base channels (64 in
-    torchvision). ``seed``, when given, seeds torch's global generator first (``sigprop
+    """ResNet-18 (torchvision's structure and initialization, randomly initialized) with
+    ``width`` base channels (64 in torchvision) and ``num_classes`` outputs (torchvision's
+    default is 1000; 10 here, CIFAR-sized; the classifier does not enter ``diagnose``). ``seed``, when given, seeds torch's global generator first (``sigprop
     diagnose`` seeds it itself and calls ``resnet18(seed=seed)``)."""
     if seed is not None:
         import torch
