@@ -15,8 +15,7 @@ import time
 
 import torch
 
-from sigprop.init import critical_init
-from sigprop.measure.diagnose import diagnose
+from sigprop import critical_init, diagnose
 
 
 def main() -> None:

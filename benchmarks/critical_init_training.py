@@ -128,9 +128,9 @@ def token_run(model: torch.nn.Module, n_tokens: int, seed: int):
 
 def initializations(out: Path, log) -> tuple[dict, dict]:
     """The critical inits (found once, stored) and every arm's exponents."""
-    from sigprop.init import critical_init, load_init
+    from sigprop import critical_init, load_init
     from sigprop.init.result import apply_scales, summary
-    from sigprop.measure.diagnose import diagnose
+    from sigprop import diagnose
 
     inits, exponents_path = {}, out / "exponents.json"
     exponents = json.loads(exponents_path.read_text()) if exponents_path.exists() else {}

@@ -30,7 +30,7 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "images" / "finite_depth
 
 
 def crossing(depth: int | None, n: int, rho0: float) -> dict:
-    report = sigprop.critical("sigma-w", "alpha", depth=depth, n_tokens=n, rho0=rho0,
+    report = sigprop.critical("alpha", "sigma-w", depth=depth, n_tokens=n, rho0=rho0,
                               **SLICE).to_json()
     first = report["crossings"][0] if report["crossings"] else None
     segment = (report["near_critical"] or [None])[0]

@@ -7,7 +7,7 @@
 The box of README "Beyond one slice": α ∈ [0.05, 0.95], σ_w ∈ [0.3, 6], σ_b ∈ [0, 2],
 σ_A ∈ [0.2, 3], the reference block at depth 16, trained at the default scale of `sigprop
 sweep` (d = 64, context 64, batch 32, 400 Adam steps, compiled; one trial = one run of
-``sigprop.experiment.evaluate``, exponents at initialization included).
+``sigprop.experiment.trial.evaluate``, exponents at initialization included).
 
 1. Target. The 48-point search of the README is the scrambled Halton sequence of
    `--samples 48 --sample-seed 0` (regenerated here with ``sweep_spec``). All 48 are retrained
@@ -57,9 +57,10 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from sigprop.experiment import sweep_spec
+from sigprop.experiment.trial import sweep_spec
 from sigprop.sweep import normalize_storage
-from sigprop.sweep.screen import Screen, ScreenedSampler, screen_cost
+from sigprop.experiment.screen import Screen
+from sigprop.sweep.screen import ScreenedSampler, screen_cost
 from sigprop.sweep.storage import connect
 
 BOX = {"alpha": (0.05, 0.95), "sigma_w": (0.3, 6.0), "sigma_b": (0.0, 2.0), "sigma_A": (0.2, 3.0)}
@@ -144,7 +145,7 @@ def _train(url: str, fixed: dict, params: dict) -> tuple[float, dict]:
     """One trial of the sweep: the objective value (test loss, or log V if the run diverged)
     and everything it recorded, with its CPU and wall seconds; a configuration trained before
     (in any run) is not trained again (``cached``)."""
-    from sigprop.experiment import evaluate
+    from sigprop.experiment.trial import evaluate
 
     log = optuna.create_study(study_name="trainings", storage=connect(url), load_if_exists=True)
     for trial in log.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):

@@ -78,7 +78,7 @@ def test_more_than_two_swept_hyperparameters(tmp_path):
     """A search over three hyperparameters: the baseline sees all three, the exponent models
     two numbers, and no 2D landscape is drawn (its theory curves would depend on the third)."""
     from sigprop.spec import Architecture
-    from sigprop.reproduce import write_training_figures
+    from sigprop.experiment.reproduce import write_training_figures
 
     rng = np.random.default_rng(1)
     rows = []

@@ -11,7 +11,7 @@ point have no asymptotic exponents and the others have not reached them by layer
 import numpy as np
 import pytest
 
-from sigprop.simulation import SimulationSettings, simulate_points
+from sigprop.api.simulate import SimulationSettings, simulate_points
 from sigprop.spec import Architecture
 
 SETTINGS = SimulationSettings(depth=20, width=512, seeds=(0, 1, 2, 3), n_probes=2, n_tokens=16)

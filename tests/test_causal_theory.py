@@ -15,7 +15,7 @@ import pytest
 from numpy.polynomial.hermite_e import hermegauss
 
 from sigprop.measure import measure_points
-from sigprop.simulation import SimulationSettings
+from sigprop.api.simulate import SimulationSettings
 from sigprop.spec import Architecture, reference_layer
 from sigprop.spec.components import Residual, SelfAttention, Serial
 from sigprop.spec.errors import InvalidHyperparameter, NotCovered

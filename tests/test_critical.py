@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from sigprop.slices import Setting, critical_set, field
+from sigprop.theory.slices import Setting, critical_set, field
 from sigprop.spec import Architecture
-from sigprop.theory.critical import intersections, zero_curve
+from sigprop.theory.zero_curves import intersections, zero_curve
 from sigprop.theory.dynamics import collapsed_norm
 from sigprop.theory.roots import bracketed_roots
 
@@ -37,7 +37,7 @@ def test_intersection_of_two_lines():
 
 def test_edge_of_chaos_of_the_reference_model():
     point = Architecture.load().with_values(sigma_A=0.6)
-    found = critical_set(point, Setting(), "sigma-w", (1.0, 6.0), "alpha", (0.05, 0.6),
+    found = critical_set(point, Setting(), "alpha", (0.05, 0.6), "sigma-w", (1.0, 6.0),
                          x_points=6)
     assert found.lambda_a_zero.x.size == 6
     f_a = field(point, Setting(), "lambda_a", "alpha", "sigma-w")
@@ -49,7 +49,7 @@ def test_no_crossing_where_theory_forbids_one():
     log(1 + α_A² / ((1 − α_A²) q*)) > 0 (common versus difference mode): the λ_g = 0 curve,
     which exists in the (σ_w, σ_b) plane, cannot meet λ_a = 0."""
     point = Architecture.load().with_values(alpha_A=0.5, alpha_M=0.5)
-    found = critical_set(point, Setting(), "sigma-b", (0.0, 2.0), "sigma-w", (0.2, 5.0),
+    found = critical_set(point, Setting(), "sigma-w", (0.2, 5.0), "sigma-b", (0.0, 2.0),
                          x_points=10)
     assert found.lambda_a_zero.x.size > 0 and found.lambda_g_zero.x.size > 0
     assert found.crossings.x.size == 0

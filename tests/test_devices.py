@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from sigprop.devices import resolve_device
+from sigprop.runtime.devices import resolve_device
 
 
 def test_auto_is_cuda_only_when_available():

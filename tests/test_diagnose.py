@@ -18,8 +18,9 @@ from sigprop.spec import reference_layer
 from sigprop.measure import empirical_lambda_a, empirical_lambda_g, measure_trajectory
 from sigprop.measure.blocks import BlockFunction, DiagnoseError, find_blocks, run_token_ids
 from sigprop.measure.factories import hf_factory, load_factory
-from sigprop.measure.diagnose import Diagnosis, diagnose, verdict
-from sigprop.measure.exponents import Estimate
+from sigprop import Diagnosis, diagnose
+from sigprop.measure.diagnose import verdict
+from sigprop.measure.lyapunov import Estimate
 from sigprop.models import build_network
 
 try:
@@ -196,15 +197,16 @@ def test_verdict_says_how_deep():
     result = diagnose(lambda seed: build_network(ordered, 8, 32, seed=seed), n_tokens=4,
                       seeds=[0, 1], n_probes=1)
     text = verdict(result)
-    assert "Ordered phase, deep in the collapsed regime" in text and "over the 8 layers" in text
+    assert "Ordered phase (rank collapse)" in text and "over the 8 layers" in text
     exploding = _synthetic(lambda_a=0.01, lambda_g=0.38, depth=24, log_jac_last=9.1)
     text = verdict(exploding)
-    assert ("Gradients explode: ‖∂X_L/∂X_0‖²/(n d) grows by e^{9.1} ≈ 8.96e+03× over the 24 "
+    assert ("Gradients exploding: ‖∂X_L/∂X_0‖²/(n d) grows by e^{9.1} ≈ 8.96e+03× over the 24 "
             "layers (λ_g = +0.380 ± 0.010 per layer after layer 12)") in text
     assert "Near the edge of chaos (chaotic side)" in text
     assert "e^{38.0} ≈ 3.19e+16× over 100 layers (extrapolated" in verdict(exploding, depth=100)
     vanishing = _synthetic(lambda_a=-0.3, lambda_g=0.01, depth=24, log_jac_last=-4.0)
-    assert "Gradients vanish" in verdict(vanishing)
+    assert "Gradients vanishing" in verdict(vanishing)
+    assert exploding.gradients == "exploding" and vanishing.gradients == "vanishing"
 
 
 def test_bad_factories_and_widths_raise_clear_errors(tmp_path, monkeypatch):

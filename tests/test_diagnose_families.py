@@ -16,7 +16,8 @@ from torch.autograd.functional import jvp as autograd_jvp
 from typer.testing import CliRunner
 
 from sigprop.measure.blocks import DiagnoseError, find_blocks
-from sigprop.measure.diagnose import diagnose, verdict
+from sigprop import diagnose
+from sigprop.measure.diagnose import verdict
 from sigprop.measure.ensemble import stream_seed
 from sigprop.measure.families import calibrate_batch_norm, perron_vector
 from sigprop.measure.geometry import simplex_tokens

@@ -12,7 +12,7 @@ import pytest
 
 import sigprop
 from sigprop.measure import measure_points
-from sigprop.slices import NEAR_CRITICAL
+from sigprop.theory.regimes import EDGE
 
 DEPTH, WIDTH, SEEDS, RHO0 = 16, 512, list(range(4)), 0.99
 SLICE = dict(sigma_b=1.0)
@@ -20,7 +20,7 @@ SLICE = dict(sigma_b=1.0)
 
 @pytest.fixture(scope="module")
 def crossing():
-    report = sigprop.critical("sigma-w", "alpha", x_range=(0.02, 0.95), y_range=(0.3, 6.0),
+    report = sigprop.critical("alpha", "sigma-w", x_range=(0.02, 0.95), y_range=(0.3, 6.0),
                               points=24, depth=DEPTH, rho0=RHO0, **SLICE).to_json()
     assert report["crossings"], "the finite-depth zero curves cross on this slice"
     return report
@@ -59,9 +59,9 @@ def test_simulated_networks_are_critical_at_the_reported_crossing(measured):
     _, depth_a, depth_g, _ = measured
     for values in (depth_a[0], depth_g[0]):
         mean, se = _mean_se(values)
-        assert abs(mean) <= NEAR_CRITICAL + 3 * se
-    assert depth_a[1].mean() < -NEAR_CRITICAL
-    assert depth_g[2].mean() > NEAR_CRITICAL
+        assert abs(mean) <= EDGE + 3 * se
+    assert depth_a[1].mean() < -EDGE
+    assert depth_g[2].mean() > EDGE
 
 
 def test_near_critical_segment_is_where_both_exponents_are_small(crossing):
@@ -79,8 +79,8 @@ def test_near_critical_segment_is_where_both_exponents_are_small(crossing):
         return DEPTH * report["lambda_a_depth"], DEPTH * report["lambda_g_depth"]
 
     for row in (inside[0], inside[-1]):
-        assert all(abs(v) < NEAR_CRITICAL for v in depth_scaled(row))
-    assert abs(depth_scaled(beyond[0])[1]) >= NEAR_CRITICAL
+        assert all(abs(v) < EDGE for v in depth_scaled(row))
+    assert abs(depth_scaled(beyond[0])[1]) >= EDGE
 
 
 def test_rho0_one_is_the_limit_of_nearly_collapsed_inputs():

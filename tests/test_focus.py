@@ -4,7 +4,7 @@ tested in test_sweep)."""
 import pandas as pd
 import pytest
 
-from sigprop.focus import FocusScale, candidates, focus_markdown, nearest
+from sigprop.experiment.focus import FocusScale, candidates, focus_markdown, nearest
 
 
 def test_candidates_are_the_theory_crossings_and_closest_approach():

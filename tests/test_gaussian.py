@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from sigprop.activations import get_activation
+from sigprop.theory.activations import get_activation
 from sigprop.theory import gaussian, mehler
 from sigprop.theory.gaussian import cross_moments, diagonal_moments
 from sigprop.theory.gaussian_pairs import pair_moments

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sigprop.init import apply_init, critical_init, load_init
+from sigprop import apply_init, critical_init, load_init
 from sigprop.init.knobs import check_knobs, knob_slots
 from sigprop.measure.blocks import DiagnoseError, find_blocks
 from sigprop.measure.factories import hf_factory

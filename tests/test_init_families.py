@@ -11,13 +11,12 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from sigprop.init import KNOBS, critical_init
+from sigprop import KNOBS, critical_init
 from sigprop.init.ensemble import ScaledEnsemble
 from sigprop.init.knobs import FAMILY_DEFAULTS, check_knobs, family_knobs, knob_slots
 from sigprop.init.result import apply_scales
 from sigprop.measure.blocks import DiagnoseError
 from sigprop.measure.model_probe import build_model
-from sigprop.models.graph import GCN, random_graph
 from sigprop.models.recurrent import Unrolled
 from sigprop.models.vision import resnet18
 

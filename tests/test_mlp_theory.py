@@ -9,10 +9,10 @@ import sys
 
 import numpy as np
 import pytest
-from scipy import integrate, optimize, special
+from scipy import integrate, optimize
 
 import sigprop
-from sigprop.simulation import SimulationSettings, simulate_points
+from sigprop.api.simulate import SimulationSettings, simulate_points
 from sigprop.spec import Architecture, Dense, SelfAttention
 from sigprop.spec.components import find
 from sigprop.theory.maps import Geometry, Tangent, propagate
@@ -57,7 +57,7 @@ def test_cli_lists_the_tanh_edge_of_chaos_of_poole_et_al():
 
 def test_erf_edge_of_chaos_from_closed_forms():
     """E erf(h)² = (2/π) arcsin(2q/(1 + 2q)) and E erf'(h)² = (4/π)/sqrt(1 + 4q)."""
-    report = sigprop.critical("sigma-w", "sigma-b", "mlp", activation="erf", points=4,
+    report = sigprop.critical("sigma-b", "sigma-w", "mlp", activation="erf", points=4,
                               x_range=(0.1, 1.0))
     edge = report.to_json()["lambda_a_zero"]
     assert len(edge) == 4
@@ -127,7 +127,7 @@ def test_presets_are_the_networks_they_name():
     assert find(resmlp.layer(), SelfAttention) == [] and "sigma_A" not in resmlp.scalars()
     assert "no attention" in resmlp.describe()
     assert sigprop.exponents("mlp", sigma_w=0.9, sigma_b=0.1).verdict().startswith(
-        "differences between inputs shrink")
+        "Ordered: differences between inputs shrink")
 
 
 # Width 1024: the plain MLP's finite-width bias of ρ is O(1/d) (≈ 0.02 at d = 512, ≈ 0.005 at

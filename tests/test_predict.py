@@ -18,13 +18,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from sigprop.analysis import loss_model
-from sigprop.analysis.loss_model import FEATURES, predict
+from sigprop.experiment import loss_model
+from sigprop.sweep.storage import artifact_path, write_artifact
+from sigprop.experiment.loss_model import FEATURES, predict
 from sigprop.analysis.predictors import FITS, FittedModel
 from sigprop.cli import app
-from sigprop.experiment import sweep_spec
+from sigprop.experiment.trial import sweep_spec
 from sigprop.sweep import config_key, normalize_storage, open_study, run_worker
-from sigprop.train.exponents import theory_at_init
+from sigprop.experiment.init_exponents import theory_at_init
 from sigprop.train.model import CONFIG_KEYS
 
 DEPTH = 8
@@ -86,7 +87,7 @@ def copy_of(url: str, tmp_path) -> str:
     source.backup(target)
     source.close()
     target.close()
-    saved = loss_model._path(url, STUDY)
+    saved = artifact_path(url, STUDY, "predictor")
     (tmp_path / saved.name).write_text(saved.read_text())
     return normalize_storage(None, tmp_path / "sweep.sqlite")
 
@@ -111,8 +112,8 @@ def test_prediction_and_saved_predictor(sweep):
     theory = theory_at_init([block], DEPTH)[0]
     assert abs(result["predicted_loss"] - synthetic_loss(theory)) < 0.1
 
-    saved = json.loads(loss_model._path(sweep, STUDY).read_text())
-    assert loss_model._path(sweep, STUDY).name == f"sweep.{STUDY}.predictor.json"
+    saved = json.loads(artifact_path(sweep, STUDY, "predictor").read_text())
+    assert artifact_path(sweep, STUDY, "predictor").name == f"sweep.{STUDY}.predictor.json"
     assert {"kind", "features", "parameters", "feature_ranges", "cv", "trials", "points",
             "interval", "fingerprint"} <= set(saved)
     assert saved["kind"] in ("saturating", "spline") and tuple(saved["features"]) == names
@@ -136,7 +137,7 @@ class Refit(Exception):
 def test_saved_predictor_is_reused_until_the_study_has_more_finished_trials(sweep, tmp_path,
                                                                             monkeypatch):
     url = copy_of(sweep, tmp_path)
-    path = loss_model._path(url, STUDY)
+    path = artifact_path(url, STUDY, "predictor")
     before = json.loads(path.read_text())
 
     def fit(*args):
@@ -248,9 +249,9 @@ def test_predictor_in_the_study_for_databases_other_than_sqlite(sweep, tmp_path,
     """Without a file beside the database (PostgreSQL), the same JSON is a user attribute of
     the study, and is reused from there."""
     url = copy_of(sweep, tmp_path)
-    saved = json.loads(loss_model._path(url, STUDY).read_text())
+    saved = json.loads(artifact_path(url, STUDY, "predictor").read_text())
     monkeypatch.setattr(loss_model, "_path", lambda url, study: None)
-    loss_model._write(url, STUDY, saved)
+    write_artifact(url, STUDY, "predictor", saved)
     assert open_study(url, STUDY, None).user_attrs["predictor"] == saved
     monkeypatch.setattr(loss_model, "_fit", lambda *args: pytest.fail("refitted"))
     model = loss_model.loss_model(url, cv_repeats=1)

@@ -5,7 +5,7 @@ import sys
 
 import pandas as pd
 
-from sigprop.reproduce import Scale, reproduce
+from sigprop.experiment.reproduce import Scale, reproduce
 
 TOY = Scale(depth=3, width=16, context=16, batch=4, steps=8, alphas=(0.3, 0.8),
             sigma_ws=(0.5, 2.0, 5.0), seeds=(0,), sigma_b=1.0, workers=1, batch_size=3,

@@ -11,11 +11,12 @@ from typer.testing import CliRunner
 
 import sweep_fakes
 from sigprop.cli import app
-from sigprop.experiment import sweep_spec
+from sigprop.experiment.trial import sweep_spec
 from sigprop.spec import Architecture
 from sigprop.sweep import SweepSpec, normalize_storage, open_study, run_worker, trials_frame
-from sigprop.sweep.screen import DEFAULT_TAU, Screen, ScreenedSampler, screen_cost, screen_trial
-from sigprop.train.exponents import theory_at_init
+from sigprop.experiment.screen import Screen
+from sigprop.sweep.screen import DEFAULT_TAU, ScreenedSampler, screen_cost, screen_trial
+from sigprop.experiment.init_exponents import theory_at_init
 
 NEAR = {"alpha": 0.322, "sigma_w": 1.733, "sigma_b": 0.314, "sigma_A": 2.545}  # L·λ ≈ (−1.5, −1.4)
 FAR = {"alpha": 0.9, "sigma_w": 0.5, "sigma_b": 0.3, "sigma_A": 1.0}  # tokens collapse: L·λ_a ≈ −40
@@ -175,7 +176,7 @@ def test_sweep_screen_flag_trains_only_points_inside_the_box(tmp_path, monkeypat
 @pytest.mark.parametrize("args, named", [
     (("--screen", "--screen-lambda-a", "-1"), "--screen-lambda-a"),
     (("--screen", "--screen-lambda-g", "inf"), "--screen-lambda-g"),
-    (("--screen-lambda-g", "2"), "--screen-lambda-g: only with --screen"),
+    (("--screen-lambda-g", "2"), "(--screen-lambda-g): only with screen=True (--screen)"),
 ])
 def test_bad_screen_thresholds_exit_2_with_one_line(tmp_path, monkeypatch, args, named):
     out = _sigprop("sweep", "--sample", "alpha=0.1:0.9", "--samples", "2", *args, cwd=tmp_path,

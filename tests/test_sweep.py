@@ -29,7 +29,7 @@ from sigprop.sweep import (
     config_key,
     normalize_storage,
     open_study,
-    run_sweep,
+    run_study,
     run_worker,
     trials_frame,
 )
@@ -223,8 +223,8 @@ def test_sigkill_then_restart_loses_no_finished_trial(tmp_path):
     spec = sweep_fakes.spec(4)  # 16 configurations
     # one worker, batches of 2: three batches finish, then it hangs inside the fourth
     code = (
-        "from sigprop.sweep import run_sweep; import sweep_fakes; "
-        f"run_sweep({url!r}, 'k', sweep_fakes.spec(4), 'sweep_fakes:hanging_evaluate', "
+        "from sigprop.sweep import run_study; import sweep_fakes; "
+        f"run_study({url!r}, 'k', sweep_fakes.spec(4), 'sweep_fakes:hanging_evaluate', "
         "workers=1, batch_size=2, progress=False, heartbeat_interval=1, grace_period=3)"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])}
@@ -241,7 +241,7 @@ def test_sigkill_then_restart_loses_no_finished_trial(tmp_path):
     assert len(finished) == 6 and len(interrupted) == 2, states
 
     started = time.monotonic()
-    run_sweep(url, "k", spec, "sweep_fakes:slow_evaluate", workers=2, batch_size=2,
+    run_study(url, "k", spec, "sweep_fakes:slow_evaluate", workers=2, batch_size=2,
               progress=False, **FAST)
     assert time.monotonic() - started < 30
 
@@ -287,7 +287,7 @@ def test_claims_are_atomic_under_contention(tmp_path, monkeypatch):
     url = normalize_storage(None, tmp_path / "s.db")
     log = _evaluation_log(tmp_path, monkeypatch)
     spec = sweep_fakes.spec(10)  # 40 configurations
-    run_sweep(url, "c", spec, "sweep_fakes:instant_evaluate", workers=4, batch_size=1,
+    run_study(url, "c", spec, "sweep_fakes:instant_evaluate", workers=4, batch_size=1,
               progress=False, **FAST)
     evaluations = collections.Counter(key for keys in _read_log(log).values() for key in keys)
     assert evaluations == {config_key(c): 1 for c in spec.configurations()}
@@ -316,7 +316,7 @@ def test_a_duplicated_configuration_is_evaluated_once(tmp_path):
 def _two_workers(url: str, tmp_path: Path, monkeypatch) -> None:
     log = _evaluation_log(tmp_path, monkeypatch)
     spec = sweep_fakes.spec(6)  # 24 configurations, 12 batches of 0.25 s
-    run_sweep(url, "two", spec, "sweep_fakes:slow_evaluate", workers=2, batch_size=2,
+    run_study(url, "two", spec, "sweep_fakes:slow_evaluate", workers=2, batch_size=2,
               progress=False, **FAST)
     study = open_study(url, "two", None)
     assert len(study.trials) == 24

@@ -11,11 +11,12 @@ import torch
 
 from typer.testing import CliRunner
 
-import sigprop.train.exponents as train_exponents
+import sigprop.experiment.init_exponents as train_exponents
+from sigprop.experiment.init_exponents import exponents_at_init
 from sigprop.cli import app
 from sigprop.data import Batches, copy_task, evaluation_windows
-from sigprop.devices import resolve_device
-from sigprop.experiment import sweep_spec
+from sigprop.runtime.devices import resolve_device
+from sigprop.experiment.trial import sweep_spec
 from sigprop.spec import Residual, SelfAttention, Serial, reference_layer
 from sigprop.sweep import load_factory
 from sigprop.theory.exponents import compute_exponents
@@ -24,7 +25,6 @@ from sigprop.train import (
     build_lm,
     build_stacked_lm,
     cross_entropy,
-    exponents_at_init,
     lm_layer,
     train_together,
 )
@@ -308,10 +308,10 @@ def test_cuda_training_matches_the_cpu_from_the_same_draws(corpus):
 
 
 def test_sweeps_train_on_a_device_that_is_not_part_of_the_study():
-    evaluate = load_factory("sigprop.experiment:make_evaluate", device="cpu")
+    evaluate = load_factory("sigprop.experiment.trial:make_evaluate", device="cpu")
     assert evaluate.keywords["device"] == torch.device("cpu")
     with pytest.raises(ValueError, match="device"):
-        load_factory("sigprop.experiment:make_evaluate", device="tpu")
+        load_factory("sigprop.experiment.trial:make_evaluate", device="tpu")
     spec = sweep_spec(None, {}, ["alpha=0.2,0.5"], [], 0, 0, depth=2, steps=2, data="copy")
     assert "device" not in spec.fixed  # the same study goes on on any machine
     config = {**spec.fixed, "alpha": 0.2, "width": 8, "context": 8, "batch": 2,

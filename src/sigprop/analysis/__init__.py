@@ -36,6 +36,32 @@ class Analysis:
     theory: str = "asymptotic"  # which theory exponents: "asymptotic" or "finite depth"
     definitions: tuple[DefinitionScore, ...] = ()  # every definition of the exponents, scored
 
+    def verdict(self) -> str:
+        """The best predictor of the loss and where the lowest loss lies, in two sentences."""
+        best = max(self.predictors, key=lambda cv: cv.r2, default=None)
+        low = self.minimum["lowest_loss"]
+        at = ", ".join(f"{a} = {low[a]:g}" for a in self.axes)
+        text = (f"{len(self.trials)} finished trials at {self.minimum['points']} points; the "
+                f"lowest loss {low['loss']:.3f} is at {at} (λ_a = {low['lambda_a']:+.3f}, "
+                f"λ_g = {low['lambda_g']:+.3f}).")
+        if best is not None:
+            text += (f" Best predictor of the loss: {best.name}, cross-validated R² "
+                     f"{best.r2:.3f} ± {best.r2_sd:.3f}.")
+        return text
+
+    def __repr__(self) -> str:
+        return (f"Analysis(axes={self.axes}, depth={self.depth}, trials={len(self.trials)}, "
+                f"points={len(self.points)}, predictors={len(self.predictors)})")
+
+    def to_json(self) -> dict:
+        """The predictors' cross-validated R², the minimum and the verdict (the tables stay
+        DataFrames: ``trials``, ``points``, ``regions``)."""
+        return {"axes": list(self.axes), "depth": self.depth, "theory": self.theory,
+                "trials": len(self.trials), "cv_repeats": self.cv_repeats,
+                "predictors": [{"name": cv.name, "r2": cv.r2, "r2_sd": cv.r2_sd}
+                               for cv in self.predictors],
+                "minimum": self.minimum, "verdict": self.verdict()}
+
 
 def analyze(trials: pd.DataFrame, axes: list[str], depth: int, vocab_size: int,
             cv_repeats: int = REPEATS, arch: Architecture | None = None,

@@ -11,39 +11,27 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+import sigprop
 from sigprop.cli.app import app, console, user_errors
 from sigprop.cli.options import (
-    BlockPath,
     Device,
-    DiagnoseLayers,
-    FamilyName,
-    HFFamily,
-    HFHeads,
-    ImageSize,
     InitFile,
     JsonFlag,
     ModelFactory,
-    ModelWidth,
-    NetName,
     NTokens,
     Probes,
     Seed,
     Seeds,
+    model_options,
 )
 
 
 @app.command()
 @user_errors
+@model_options
 def init(
+    which: dict,
     factory: ModelFactory = None,
-    hf: HFFamily = None,
-    net: NetName = None,
-    family: FamilyName = None,
-    layers: DiagnoseLayers = None,
-    width: ModelWidth = None,
-    heads: HFHeads = None,
-    blocks: BlockPath = None,
-    image_size: ImageSize = 64,
     knob: Annotated[Optional[list[str]], typer.Option(
         "--knob", help="A knob to tune (repeat), of the model's family. Transformers: "
                        "attn_logits, attn_values, mlp_input (weight multipliers), attn_branch, "
@@ -58,7 +46,7 @@ def init(
                                           "(of the token directions, what a final norm passes "
                                           "on).")] = "raw",
     tolerance: Annotated[float, typer.Option(help="Target: |L·λ_a^(L)| and |L·λ_g^(L)| at most "
-                                             "this.")] = 0.5,
+                                             "this (the edge's width: 'near the edge').")] = 0.5,
     min_departure: Annotated[float, typer.Option(help="Non-identity constraint: sin² of the "
                                                  "angle between X_L and X_0 at least this.")] = 0.25,
     min_branch: Annotated[float, typer.Option(help="Lower bound of branch multipliers (1: never "
@@ -93,19 +81,13 @@ def init(
     identity. Transformers, ResNets (--net resnet18), RNN/LSTM/GRU over --layers time steps
     (--net lstm|gru|rnn) and GCNs (--net gcn), each with its own knobs. With --apply FILE,
     apply a saved one to a fresh model and measure it instead."""
-    import torch
-
-    from sigprop.init import build_initialized, critical_init, reapply
-
-    torch.set_num_threads(1)  # small per-token kernels: threads only add overhead
-    model = dict(hf=hf, net=net, family=family, layers=layers, width=width, heads=heads,
-                 block_path=blocks, n_tokens=n_tokens, seeds=seeds, seed=seed,
-                 n_probes=n_probes, device=device, image_size=image_size)
+    common = dict(n_tokens=n_tokens, seeds=seeds, seed=seed, n_probes=n_probes, device=device,
+                  **which)
     if apply is not None:
         if knob:
             raise ValueError("--knob and --apply exclude each other: the file fixes the knobs")
         with _status("measuring the model with the saved factors…", as_json):
-            result = reapply(factory, apply, **model)
+            result = sigprop.measure_init(factory, apply, **common)
     else:
         with _status("searching…", as_json) as status:
             count = iter(range(1, 10**6))
@@ -117,19 +99,16 @@ def init(
                                   f"{evaluation.log_jac_L:+.2f}, departure "
                                   f"{evaluation.departure:.2f}")
 
-            result = critical_init(factory, knobs=tuple(knob) if knob else None,
-                                   gradient=gradient, tolerance=tolerance,
-                                   min_departure=min_departure, min_branch=min_branch,
-                                   min_scale=min_scale, max_scale=max_scale,
-                                   min_shift=min_shift, max_shift=max_shift,
-                                   search_seeds=search_seeds, warm_start=warm_start,
-                                   on_evaluation=progress, **model)
+            result = sigprop.critical_init(
+                factory, knobs=tuple(knob) if knob else None, gradient=gradient,
+                tolerance=tolerance, min_departure=min_departure, min_branch=min_branch,
+                min_scale=min_scale, max_scale=max_scale, min_shift=min_shift,
+                max_shift=max_shift, search_seeds=search_seeds, warm_start=warm_start,
+                on_evaluation=progress, **common)
     if out is not None:
         result.write(out)
     if save is not None:
-        built = build_initialized(factory, result, hf=hf, net=net, layers=layers, width=width,
-                                  heads=heads, seed=seed, block_path=blocks, n_tokens=n_tokens)
-        torch.save(built.state_dict(), save)
+        result.save_model(factory, save, seed=seed, n_tokens=n_tokens, **which)
     if as_json:
         print(json.dumps({k: v for k, v in result.to_json().items() if k != "path"}))
         return
@@ -155,7 +134,7 @@ def _print(result) -> None:
         table.add_row(name, *(_pm(row, key) for key in ("log_gap_L", "log_jac_L", "log_jac_norm_L")),
                       "—" if row.get("departure") is None else f"{row['departure']:.3f}")
     console.print(table)
-    console.print("knobs: " + ", ".join(_knob_value(k, v) for k, v in result.scales.items()))
+    console.print("knobs: " + ", ".join(result.knob_values()))
     console.print(f"gradient target: {result.gradient}; constraint: {result.constraint}")
     console.print(f"input: {result.input}")
     if result.warm_start is not None:
@@ -165,15 +144,6 @@ def _print(result) -> None:
                           f"{k} × {v:.4g}" for k, v in warm["scales"].items()))
     verdict = result.reason if result.reached else f"closest reachable ({result.reason})"
     console.print(f"{verdict}; {result.evaluations} evaluations in {result.seconds:.1f} s")
-
-
-def _knob_value(name: str, value: float) -> str:
-    from sigprop.init import KNOBS
-
-    kind = KNOBS[name].kind
-    if kind == "shift":
-        return f"{name} {value:+.4g}"
-    return f"{name} {'=' if kind == 'set' else '×'} {value:.4g}"
 
 
 def _pm(row: dict, key: str) -> str:

@@ -3,6 +3,7 @@ diagnose (any PyTorch model)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -10,20 +11,13 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+import sigprop
 from sigprop.cli.app import app, console, user_errors
 from sigprop.cli.options import (
-    BlockPath,
     Device,
-    DiagnoseLayers,
-    FamilyName,
-    HFFamily,
-    HFHeads,
-    ImageSize,
     InitFile,
     JsonFlag,
     ModelFactory,
-    ModelWidth,
-    NetName,
     NTokens,
     Probes,
     Q0,
@@ -33,10 +27,10 @@ from sigprop.cli.options import (
     Width,
     architecture_options,
     fmt,
-    progress,
+    model_options,
     signed,
 )
-from sigprop.spec import Architecture, InvalidHyperparameter
+from sigprop.spec import InvalidHyperparameter
 
 
 @app.command()
@@ -63,18 +57,11 @@ def simulate(
 
     Draws q_l, ρ_l and log‖J_l‖² against layer and prints the measured exponents next to the
     theory. Repeating a hyperparameter flag adds points (all combinations)."""
-    from sigprop.simulation import points_of, simulate as run_simulation
-
-    points = len(points_of(Architecture.load(arch), values))
-    if as_json and points != 1:
-        raise InvalidHyperparameter(f"--json needs exactly one hyperparameter point; got {points}")
-    passes = -(-points * seeds // 64)
-    layers = depth if depth is not None else (Architecture.load(arch).depth or 24)
-    bar, step = progress(passes * 3 * layers, "simulating")
-    with bar:
-        report = run_simulation(arch, depth=depth, width=width, seeds=seeds, seed=seed,
-                                n_probes=n_probes, q0=q0, rho0=rho0, n_tokens=n_tokens,
-                                device=device, on_layer=step, **values)
+    if as_json and any(isinstance(v, list) and len(v) > 1 for v in values.values()):
+        raise InvalidHyperparameter("--json needs exactly one hyperparameter point")
+    report = sigprop.simulate(arch, depth=depth, width=width, seeds=seeds, seed=seed,
+                              n_probes=n_probes, q0=q0, rho0=rho0, n_tokens=n_tokens,
+                              device=device, show_progress=not as_json, **values)
     if as_json:
         print(json.dumps(report.to_json()))
         if out is None:
@@ -104,17 +91,11 @@ def _window(theory: dict | None, name: str) -> str:
 
 @app.command()
 @user_errors
+@model_options
 def diagnose(
+    which: dict[str, Any],
     factory: ModelFactory = None,
-    hf: HFFamily = None,
-    net: NetName = None,
-    family: FamilyName = None,
-    layers: DiagnoseLayers = None,
-    width: ModelWidth = None,
-    heads: HFHeads = None,
-    blocks: BlockPath = None,
     n_tokens: NTokens = 16,
-    image_size: ImageSize = 64,
     seeds: Seeds = 4,
     seed: Seed = 0,
     n_probes: Probes = 4,
@@ -131,27 +112,12 @@ def diagnose(
     Per-layer geometry and Jacobian norm, the exponents λ_a and λ_g, and a plain verdict on its
     phase and gradients. Tokens are sequence positions (transformers), spatial positions
     (CNNs), initial states (RNNs, layers = time steps) or nodes (GNNs)."""
-    import contextlib
-
-    import torch
-
-    from sigprop.init import apply_init, load_init
-    from sigprop.measure.diagnose import diagnose as run_diagnosis
-    from sigprop.measure.diagnose import verdict
-    from sigprop.plots.diagnose import plot_diagnosis
-
-    torch.set_num_threads(1)  # small per-token kernels: threads only add overhead
-    prepare = None
-    if init is not None:
-        scales = load_init(init)
-        prepare = lambda model: apply_init(model, scales, blocks)  # noqa: E731
     with console.status("diagnosing…") if not as_json else contextlib.nullcontext():
-        result = run_diagnosis(factory, hf=hf, net=net, family=family, layers=layers,
-                               heads=heads, width=width, n_tokens=n_tokens, seeds=seeds,
-                               seed=seed, n_probes=n_probes, burn_in=burn_in, block_path=blocks,
-                               device=device, prepare=prepare, image_size=image_size)
+        result = sigprop.diagnose(factory, n_tokens=n_tokens, seeds=seeds, seed=seed,
+                                  n_probes=n_probes, burn_in=burn_in, init=init, device=device,
+                                  **which)
     if plot is not None:
-        plot_diagnosis(result, plot)
+        result.plot(plot)
     if as_json:
         print(json.dumps(result.to_json()))
         return
@@ -175,12 +141,13 @@ def diagnose(
     console.print(table)
     console.print(f"{nouns.definition}.")
     console.print(f"over the model's {result.depth} {nouns.layer}s: L·λ_a^(L) = log gap_L = "
-                  f"{result.log_gap_L.mean:+.3f} ± {result.log_gap_L.stderr:.3f},  L·λ_g^(L) = "
-                  f"log_jac_L = {result.log_jac_L.mean:+.3f} ± {result.log_jac_L.stderr:.3f}")
-    console.print(f"late layers: λ_a = {result.lambda_a.mean:+.4f} ± {result.lambda_a.stderr:.4f}  "
-                  f"({result.phase}),  λ_g = {result.lambda_g.mean:+.4f} ± "
-                  f"{result.lambda_g.stderr:.4f}  ({result.gradients} gradients)")
-    console.print(verdict(result))
+                  f"{result.log_gap_L.mean:+.3f} ± {result.log_gap_L.stderr:.3f} "
+                  f"({result.phase}),  L·λ_g^(L) = log_jac_L = {result.log_jac_L.mean:+.3f} ± "
+                  f"{result.log_jac_L.stderr:.3f} (gradients {result.gradients})")
+    console.print(f"late {nouns.layer}s (after {result.burn_in}): λ_a = "
+                  f"{result.lambda_a.mean:+.4f} ± {result.lambda_a.stderr:.4f},  λ_g = "
+                  f"{result.lambda_g.mean:+.4f} ± {result.lambda_g.stderr:.4f} per {nouns.layer}")
+    console.print(result.verdict())
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     if plot is not None:

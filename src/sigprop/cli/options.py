@@ -16,11 +16,19 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
-from rich.console import Console
 
-from sigprop.spec import ALIASES, HYPERPARAMETERS, OPTIONS, PRESETS, InvalidHyperparameter
-from sigprop.spec.declarations import INPUTS, Hyperparameter, Option
-from sigprop.spec.expressions import parse_value
+import sigprop
+from sigprop.spec import (
+    ALIASES,
+    HYPERPARAMETERS,
+    INPUTS,
+    OPTIONS,
+    PRESETS,
+    Hyperparameter,
+    InvalidHyperparameter,
+    Option,
+    parse_value,
+)
 
 ARCH_HELP = (f"Architecture: a preset ({', '.join(PRESETS)}) or a .json description file "
              "(docs/architectures.md). Flags override its values.")
@@ -56,6 +64,29 @@ def architecture_options(multiple: bool = False) -> Callable[[Callable], Callabl
         return run
 
     return decorate
+
+
+def model_options(command: Callable) -> Callable:
+    """Decorator: the command's ``which`` parameter becomes one option per declared model option
+    (``sigprop.MODEL_OPTIONS``: --hf, --net, --family, --layers, --width, --heads, --blocks,
+    --vocab-size, --image-size), and the command receives the given ones as ``which``."""
+    hints = typing.get_type_hints(command, include_extras=True)
+    signature = inspect.signature(command)
+    kept = [p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in signature.parameters.values() if p.name != "which"]
+    declared = [inspect.Parameter(
+        o.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+        annotation=Annotated[Optional[o.kind], typer.Option(
+            o.flag, help=f"{o.meaning[0].upper()}{o.meaning[1:]}.")])
+        for o in sigprop.MODEL_OPTIONS]
+
+    @functools.wraps(command)
+    def run(**kwargs: Any) -> Any:
+        which = {o.name: kwargs.pop(o.name) for o in sigprop.MODEL_OPTIONS}
+        return command(which={k: v for k, v in which.items() if v is not None}, **kwargs)
+
+    run.__signature__ = signature.replace(parameters=[*kept, *declared])
+    return run
 
 
 def input_option(name: str, default: Any = None) -> Any:
@@ -116,33 +147,6 @@ Probes = Annotated[int, typer.Option("--n-probes", help="Random probes for ‖J�
 ModelFactory = Annotated[Optional[str], typer.Argument(
     help="Your model as 'module.path:factory' (a function returning an nn.Module, called with "
          "seed= if it accepts it).")]
-HFFamily = Annotated[Optional[str], typer.Option(
-    "--hf", help="Hugging Face family built from a config (random init, nothing downloaded): "
-                 "gpt2, bert, llama.")]
-HFLayers = Annotated[int, typer.Option("--layers", help="Depth of the --hf model.")]
-DiagnoseLayers = Annotated[Optional[int], typer.Option(
-    "--layers", help="Depth of the --hf model or --net gcn (default 24); time steps T of a "
-                     "recurrent network, --net lstm|gru|rnn or your own nn.RNN/LSTM/GRU "
-                     "(default 64).")]
-ModelWidth = Annotated[Optional[int], typer.Option(
-    "--width", help="Width d of the --hf model (default 256), base channels of --net resnet18 "
-                    "(default 64), hidden size of --net lstm|gru|rnn and width of --net gcn "
-                    "(default 128); for your model, its expected hidden size (checked).")]
-NetName = Annotated[Optional[str], typer.Option(
-    "--net", help="One of sigprop's networks of other families, randomly initialized: "
-                  "resnet18 (torchvision's ResNet-18), lstm, gru, rnn (unrolled over --layers "
-                  "steps), gcn (on a random graph of --n-tokens nodes).")]
-FamilyName = Annotated[Optional[str], typer.Option(
-    "--family", help="What tokens and layers are (detected if omitted): transformer (tokens, "
-                     "blocks), convolutional (spatial positions, residual blocks), recurrent "
-                     "(initial states, time steps), graph (nodes, message-passing layers).")]
-ImageSize = Annotated[int, typer.Option(
-    "--image-size", help="Input resolution of a convolutional network (default 64: ResNet-18's "
-                         "last stage keeps 2×2 positions).")]
-HFHeads = Annotated[Optional[int], typer.Option(
-    "--heads", help="Attention heads of the --hf model (default width // 64).")]
-BlockPath = Annotated[Optional[str], typer.Option(
-    "--blocks", help="Dotted path of the block list (found automatically if omitted).")]
 InitFile = Annotated[Optional[Path], typer.Option(
     "--apply", help="A critical initialization written by `sigprop init --out`: applied to "
                     "every freshly built model first.")]
@@ -152,16 +156,6 @@ Device = Annotated[str, typer.Option("--device", help="Where torch runs: auto (C
 AxisOpt = Annotated[Optional[str], typer.Option(help="Axis: any numeric hyperparameter or alias "
                                                 "(alpha, branch, sigma-w, …).")]
 Range = Annotated[Optional[tuple[float, float]], typer.Option(help="Range LOW HIGH.")]
-
-
-def progress(total: int, description: str):
-    """A rich progress bar on stderr, and the callback that advances it by one step."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn(description), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-    task = bar.add_task(description, total=total)
-    return bar, lambda: bar.advance(task)
 
 
 def signed(value: float | None) -> str:

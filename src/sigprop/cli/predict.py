@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+import sigprop
 from sigprop.cli.app import app, console, user_errors
 from sigprop.cli.options import JsonFlag, architecture_options
 from sigprop.spec import InvalidHyperparameter
@@ -18,7 +19,7 @@ from sigprop.spec import InvalidHyperparameter
 if TYPE_CHECKING:
     import pandas
 
-    from sigprop.analysis.loss_model import LossPrediction
+    from sigprop import LossPrediction
 
 
 @app.command()
@@ -52,16 +53,12 @@ def predict(
     cross-validated R² is fitted on the study's finished trials and saved beside it (refitted
     when the study has more). The interval holds 80% of held-out residuals. Hyperparameters
     not given take the study's values; swept ones must be given."""
-    from sigprop.analysis.loss_model import predictions, predictions_frame
-    from sigprop.sweep import normalize_storage
-
     if arch is not None:
         raise InvalidHyperparameter("--arch: predict uses the block the study trained; give "
                                     "the values that differ as flags")
-    url = normalize_storage(storage, Path("results/sweep/sweep.sqlite"))
     points = None if csv is None else _read_csv(csv)
     with Console(stderr=True).status("loading or fitting the loss predictor…"):
-        reports = predictions(url, study, points, cv_repeats=cv_repeats, refit=refit, **values)
+        reports = sigprop.predictions(storage, study, points, cv_repeats=cv_repeats, refit=refit, **values)
     if csv is None:
         if as_json:
             print(json.dumps(reports[0].to_json()))
@@ -73,7 +70,7 @@ def predict(
     if out is None and as_json:
         return
     path = out or csv.with_name(f"{csv.stem}.predicted.csv")
-    predictions_frame(reports).to_csv(path, index=False)
+    sigprop.predictions_frame(reports).to_csv(path, index=False)
     if not as_json:
         _print_table(reports)
         console.print(f"wrote {path}")

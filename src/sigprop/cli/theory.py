@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+import sigprop
 from sigprop.cli.app import app, console, user_errors
 from sigprop.cli.options import (
     AxisOpt,
@@ -25,10 +26,8 @@ from sigprop.cli.options import (
     Seeds,
     Width,
     architecture_options,
-    progress,
     signed,
 )
-from sigprop.spec import InvalidHyperparameter
 
 
 @app.command()
@@ -45,9 +44,7 @@ def exponents(
 ) -> None:
     """λ_a, λ_g, the attracting state (q*, ρ*) and the phase at one initialization; with
     --depth (or for blocks without a norm fixed point) the finite-depth exponents too."""
-    from sigprop.initialization import exponents as compute
-
-    report = compute(arch, n_tokens=n_tokens, depth=depth, q0=q0, rho0=rho0, **values)
+    report = sigprop.exponents(arch, n_tokens=n_tokens, depth=depth, q0=q0, rho0=rho0, **values)
     result = report.to_json()
     if as_json:
         print(json.dumps(result))
@@ -94,9 +91,7 @@ def trajectory(
     as_json: JsonFlag = False,
 ) -> None:
     """Predicted q_l, ρ_l and log(‖∂X_l/∂X_0‖_F²/(n d)) for l = 0..L."""
-    from sigprop.initialization import trajectory as predict
-
-    report = predict(arch, depth=depth, n_tokens=n_tokens, q0=q0, rho0=rho0, **values)
+    report = sigprop.trajectory(arch, depth=depth, n_tokens=n_tokens, q0=q0, rho0=rho0, **values)
     if as_json:
         print(json.dumps(report.to_json()))
         return
@@ -141,32 +136,14 @@ def phase_diagram(
     their flags (x defaults to alpha for the paper's residuals, branch otherwise). With
     --empirical, exponents measured on simulated networks (--depth, --width, --seeds) are drawn
     as circles in the same colour scale."""
-    from sigprop.diagrams import phase_diagram as compute
-
     start = time.perf_counter()
     with console.status("computing exponents on the grid…"):
-        diagram = compute(x, y, arch, x_range=x_range, y_range=y_range, resolution=resolution,
-                          n_tokens=n_tokens, depth=depth, q0=q0, rho0=rho0, **values)
-    measured = None
-    if empirical:
-        import numpy as np
-
-        from sigprop.simulation import SimulationSettings, measured_exponents_on_grid
-
-        if empirical_points < 2:
-            raise InvalidHyperparameter(f"empirical-points must be >= 2; got {empirical_points}")
-        settings = SimulationSettings(depth=depth or 24, width=width,
-                                      seeds=tuple(range(seed, seed + seeds)), n_tokens=n_tokens,
-                                      device=device)
-        # Cell centres of a coarse grid: inside the ranges, away from α = 1 where λ_a = −∞.
-        xs, ys = (np.linspace(v[0], v[-1], 2 * empirical_points + 1)[1::2]
-                  for v in (diagram.x, diagram.y))
-        passes = -(-empirical_points**2 * seeds // 64)
-        bar, step = progress(passes * (settings.depth + settings.angle_depth), "measuring")
-        with bar:
-            measured = measured_exponents_on_grid(diagram.arch, diagram.x_axis, xs, diagram.y_axis,
-                                                  ys, settings, on_layer=step)
-    files = diagram.write(out, measured)
+        diagram = sigprop.phase_diagram(
+            x, y, arch, x_range=x_range, y_range=y_range, resolution=resolution,
+            n_tokens=n_tokens, depth=depth, q0=q0, rho0=rho0, empirical=empirical,
+            empirical_points=empirical_points, width=width, seeds=seeds, seed=seed,
+            device=device, **values)
+    files = diagram.write(out)
     console.print(f"phase diagram ({resolution}×{resolution}, {diagram.setting.label}) in "
                   f"{time.perf_counter() - start:.1f} s:")
     for path in files:
@@ -179,9 +156,10 @@ def phase_diagram(
 def critical(
     arch: Optional[str],
     values: dict[str, Any],
-    y: AxisOpt = "sigma-w",
-    x: Annotated[Optional[str], typer.Option(help="Second axis (none for a 1-parameter slice; "
+    x: Annotated[Optional[str], typer.Option(help="The axis along which y is solved for at "
+                                             "every point (none for a one-parameter slice; "
                                              "default alpha, or branch).")] = None,
+    y: AxisOpt = "sigma-w",
     x_range: Range = None,
     y_range: Range = None,
     points: Annotated[int, typer.Option(help="Grid points along x (≥ 2).")] = 24,
@@ -195,10 +173,8 @@ def critical(
     """Critical initializations: where λ_a = 0, λ_g = 0, and both.
 
     Solves for y at each x on a grid (or pass --x none for a one-parameter slice)."""
-    from sigprop.slices import critical as solve
-
     with console.status("solving for critical initializations…"):
-        summary = solve(y, x, arch, x_range=x_range, y_range=y_range, points=points,
+        summary = sigprop.critical(x, y, arch, x_range=x_range, y_range=y_range, points=points,
                         n_tokens=n_tokens, depth=depth, q0=q0, rho0=rho0, **values).to_json()
     if as_json:
         print(json.dumps(summary))

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+import sigprop
 from sigprop.cli.app import app, console, user_errors
 from sigprop.cli.options import Device, architecture_options
-from sigprop.spec import InvalidHyperparameter
 
 
 @app.command()
@@ -66,33 +63,15 @@ def sweep(
 
     Each configuration is a trial. Rerunning the same command resumes: finished trials are kept,
     interrupted ones rerun."""
-    from sigprop.devices import resolve_device
-    from sigprop.experiment import sweep_spec
-    from sigprop.sweep import normalize_storage, run_sweep
-
-    resolve_device(device)
-    given = {"--screen-lambda-a": screen_lambda_a, "--screen-lambda-g": screen_lambda_g}
-    if not screen and any(v is not None for v in given.values()):
-        raise InvalidHyperparameter(f"{next(k for k, v in given.items() if v is not None)}: "
-                                    "only with --screen")
-    box = ({key: v for key, v in zip(("tau_a", "tau_g"), given.values()) if v is not None}
-           if screen else None)
-    start = time.perf_counter()
-    with _screen_progress(samples if screen else 0) as on_screen:
-        spec = sweep_spec(arch, values, grid or [], sample or [], samples, sample_seed,
-                          depth=depth, screen=box, on_screen=on_screen, width=width,
-                          context=context, batch=batch, steps=steps, lr=lr, data=data,
-                          compile=compile)
-    url = normalize_storage(storage, out / "sweep.sqlite")
-    if spec.screen:
-        console.print(f"screen: kept {spec.samples} of the first {spec.screen['candidates']} "
-                      f"points (|L·λ_a| <= {spec.screen['tau_a']:g}, |L·λ_g| <= "
-                      f"{spec.screen['tau_g']:g} at L = {spec.screen['depth']}) in "
-                      f"{time.perf_counter() - start:.1f} s")
-    console.print(f"sweep '{study}': {len(spec.configurations())} configurations in {url}")
-    run_sweep(url, study, spec, "sigprop.experiment:make_evaluate", workers=workers,
-              batch_size=batch_size, factory_kwargs={"device": device})
-    console.print(f"done; analyse with: sigprop analyze --storage '{url}' --study {study}")
+    result = sigprop.run_sweep(
+        arch, grid=grid or [], sample=sample or [], samples=samples, sample_seed=sample_seed,
+        storage=storage, study=study, out=out, workers=workers, batch_size=batch_size,
+        depth=depth, width=width, context=context, batch=batch, steps=steps, lr=lr, data=data,
+        compile=compile, screen=screen, screen_lambda_a=screen_lambda_a,
+        screen_lambda_g=screen_lambda_g, device=device, show_progress=True, **values)
+    console.print(result.verdict())
+    console.print(f"done; analyse with: sigprop analyze --storage '{result.storage}' "
+                  f"--study {result.study}")
 
 
 @app.command()
@@ -113,11 +92,7 @@ def analyze(
     Loss against (λ_a, λ_g), cross-validated predictors of the loss from the exponents against
     the raw swept hyperparameters, and, when two hyperparameters were swept, the test loss over
     them with the theory's zero curves."""
-    from sigprop.reproduce import analyze_study
-    from sigprop.sweep import normalize_storage
-
-    url = normalize_storage(storage, Path("results/sweep/sweep.sqlite"))
-    result, figures = analyze_study(url, study, out, x, y, cv_repeats)
+    result, figures = sigprop.analyze(storage, study, out, x, y, cv_repeats)
     table = Table(title=f"{len(result.trials)} finished trials: cross-validated R² of the test loss "
                         f"(mean ± sd over {result.cv_repeats} fold assignments)")
     table.add_column("predictor")
@@ -161,13 +136,9 @@ def reproduce(
 
     Theory phase diagrams, theory against simulation, a training sweep and its analysis.
     Rerunning resumes the sweep."""
-    from sigprop.reproduce import SCALES, reproduce as run_reproduction
-
-    if scale not in SCALES:
-        raise InvalidHyperparameter(f"scale must be one of {', '.join(SCALES)}; got {scale!r}")
     start = time.perf_counter()
-    report = run_reproduction(out, SCALES[scale], storage, workers, log=console.print, arch=arch,
-                              focus=focus, device=device)
+    report = sigprop.reproduce(out, scale, arch=arch, workers=workers, storage=storage,
+                               focus=focus, device=device, log=console.print)
     console.print(f"report: {report}  ({(time.perf_counter() - start) / 60:.1f} min)")
 
 
@@ -187,26 +158,6 @@ def focus(
 
     Candidates: the finite-depth crossing at each depth, the asymptotic closest approach and
     the minimum of the coarse reproduction sweep. Rerunning resumes."""
-    from dataclasses import replace
-
-    from sigprop.focus import FocusScale, run_focus, write_focus_report
-
-    scale = FocusScale() if workers is None else replace(FocusScale(), workers=workers)
-    url = run_focus(out, scale, storage, log=console.print, device=device)
-    main = main or (str(Path("results/reproduce/sweep.sqlite"))
-                    if Path("results/reproduce/sweep.sqlite").exists() else None)
-    report = write_focus_report(out, url, scale, main)
+    report = sigprop.focus(out, storage=storage, main=main, workers=workers, device=device,
+                           log=console.print)
     console.print(f"report: {report}")
-
-
-@contextlib.contextmanager
-def _screen_progress(samples: int):
-    """A transient progress bar of the points a screen kept (none without a screen)."""
-    if not samples:
-        yield None
-        return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("screening: points kept", total=samples)
-        yield lambda examined, kept: bar.update(
-            task, completed=kept, description=f"screening {examined} candidates: points kept")

@@ -78,9 +78,46 @@ class CriticalInit:
     family: str = "transformer"
     meaning: str = ""
 
-    def apply(self, model: nn.Module, block_path: str | None = None) -> nn.Module:
+    def apply(self, model: nn.Module, blocks: str | None = None) -> nn.Module:
         """Rescale ``model``'s initial parameters in place (and return it)."""
-        return apply_init(model, self, block_path)
+        return apply_init(model, self, blocks)
+
+    def save_model(self, model, path: str | Path, *, seed: int = 0, n_tokens: int = 16,
+                   **which) -> Path:
+        """Build seed ``seed``'s model (named as ``sigprop.diagnose`` names it), apply this
+        initialization and save its state dict at ``path`` (``torch.save``)."""
+        import torch
+
+        from sigprop.measure.source import ModelSource
+
+        source = ModelSource.of(model, n_tokens=n_tokens, **which)
+        built = apply_init(source.build(seed), self, source.block_path)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(built.state_dict(), path)
+        return path
+
+    def knob_values(self) -> list[str]:
+        """Each knob's value in words: 'mlp_input × 0.42', 'forget_bias +1.56',
+        'branch_gamma = 0.34' (by the knob's kind)."""
+        return [_knob_value(name, value) for name, value in self.scales.items()]
+
+    def verdict(self) -> str:
+        """The knob values, the totals before and after, and whether the targets were met."""
+        values = ", ".join(self.knob_values())
+        jac = "log_jac_L" if self.gradient == "raw" else "log_jac_norm_L"
+        totals = {when: f"({_signed(row.get('log_gap_L'))}, {_signed(row.get(jac))})"
+                  for when, row in (("before", self.before), ("after", self.after))}
+        outcome = (self.reason[0].upper() + self.reason[1:] if self.reached else
+                   f"Closest reachable: {self.reason}")
+        return (f"{values or 'no change'}: (L·λ_a, L·λ_g) from {totals['before']} to "
+                f"{totals['after']} over {self.depth} layers. {outcome}")
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{k}={v:.4g}" for k, v in self.scales.items())
+        return (f"CriticalInit({values}, reached={self.reached}, "
+                f"log_gap_L={_signed(self.after.get('log_gap_L'))}, "
+                f"log_jac_L={_signed(self.after.get('log_jac_L'))})")
 
     def to_json(self) -> dict:
         return {
@@ -92,6 +129,7 @@ class CriticalInit:
             "knobs": {name: {"kind": KNOBS[name].kind, "summary": KNOBS[name].summary,
                              "parameters": self.parameters[name]} for name in self.scales},
             "model": self.model, "depth": self.depth, "input": self.input, "format": FORMAT,
+            "verdict": self.verdict(),
             "warm_start": self.warm_start, "path": self.path,
         }
 
@@ -127,7 +165,7 @@ def load_init(source: str | Path | dict | CriticalInit) -> CriticalInit:
 
 
 def apply_init(model: nn.Module, init: str | Path | dict | CriticalInit,
-               block_path: str | None = None) -> nn.Module:
+               blocks: str | None = None) -> nn.Module:
     """Change a freshly initialized ``model`` in place by a critical initialization (its JSON
     file, dict or ``CriticalInit``) and return it.
 
@@ -138,7 +176,7 @@ def apply_init(model: nn.Module, init: str | Path | dict | CriticalInit,
     framework's default initialization (factors and shifts add up when applied twice).
     """
     init = load_init(init)
-    return apply_scales(model, init.scales, init.parameters, block_path)
+    return apply_scales(model, init.scales, init.parameters, blocks)
 
 
 def apply_scales(model: nn.Module, scales: dict[str, float], parameters: dict[str, list[str]],
@@ -161,3 +199,15 @@ def apply_scales(model: nn.Module, scales: dict[str, float], parameters: dict[st
 def _finite(value: float) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def _knob_value(name: str, value: float) -> str:
+    """'mlp_input × 0.42', 'forget_bias +1.56', 'branch_gamma = 0.34' by the knob's kind."""
+    kind = KNOBS[name].kind
+    if kind == "shift":
+        return f"{name} {value:+.4g}"
+    return f"{name} {'=' if kind == 'set' else '×'} {value:.4g}"
+
+
+def _signed(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f}"

@@ -39,6 +39,9 @@ from torch import nn
 
 from sigprop.init.ensemble import Evaluation
 from sigprop.init.solve import Solution, solve
+from sigprop.spec import Architecture
+from sigprop.theory.depth import depth_profile
+from sigprop.theory.dynamics import trajectory
 
 KNOB_HYPERPARAMETER = {"mlp_input": "sigma_w", "attn_logits": "sigma_A",
                        "attn_values": "branch_a", "attn_branch": "branch_a",
@@ -69,17 +72,15 @@ class TheoryEnsemble:
         self.history: list[Evaluation] = []
 
     def evaluate(self, scales: dict[str, float]) -> Evaluation:
-        import sigprop
-
         values = dict(self.theory.values)
         for knob, factor in scales.items():
             name = KNOB_HYPERPARAMETER[knob]
             values[name] = values[name] * factor
-        common = dict(depth=self.theory.depth, q0=self.theory.q0,
-                      n_tokens=self.theory.n_tokens, **values)
-        gap = sigprop.exponents(self.theory.preset, **common).profile.lambda_a * self.theory.depth
-        path = sigprop.trajectory(self.theory.preset, rho0=0.0, **common).to_json()["layers"]
-        jac, q_ratio = float(path[-1]["log_jac"]), float(path[-1]["q"]) / self.theory.q0
+        t = self.theory
+        layer = Architecture.load(t.preset).with_values(**values).theory_layer(t.depth)
+        gap = float(depth_profile(layer, t.n_tokens, t.depth, t.q0, 1.0).log_spread[-1])
+        path = trajectory(layer, t.n_tokens, t.q0, 0.0, t.depth)
+        jac, q_ratio = float(path.log_jac[-1]), float(path.q[-1]) / t.q0
         evaluation = Evaluation(dict(scales), float(gap), jac, jac - math.log(q_ratio),
                                 1.0 - 1.0 / q_ratio, self.gradient)
         self.history.append(evaluation)

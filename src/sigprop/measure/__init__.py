@@ -6,7 +6,7 @@ over stacked parameters) and is deterministic given the seeds.
 
 from sigprop.measure.collapse import angle_spread, collapsed_log_ratios, project_differences
 from sigprop.measure.ensemble import StackedBlock, stacked_blocks, stream_seed
-from sigprop.measure.exponents import (
+from sigprop.measure.lyapunov import (
     Estimate,
     empirical_lambda_a,
     empirical_lambda_a_points,

@@ -58,26 +58,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from sigprop.devices import resolve_device
-from sigprop.measure.blocks import DiagnoseError, Run
+from sigprop.measure.blocks import DiagnoseError
 from sigprop.measure.ensemble import check_seeds
-from sigprop.measure.exponents import Estimate, _estimate
-from sigprop.measure.ensemble import stream_seed
-from sigprop.measure.factories import NETS, hf_factory, load_factory, net_factory
-from sigprop.measure.families import IMAGE_SIZE, NOUNS, Nouns
-from sigprop.measure.model_probe import ModelProbe, build_model
-
-RECURRENT_STEPS = 64  # default time steps T of a recurrent network
+from sigprop.measure.families import NOUNS, Nouns
+from sigprop.measure.lyapunov import Estimate, estimate
+from sigprop.measure.model_probe import ModelProbe
+from sigprop.measure.source import ModelSource
+from sigprop.runtime.devices import resolve_device
+from sigprop.runtime.values import finite_or_none
+from sigprop.theory.regimes import angle_regime, gradient_regime
 
 LAYER_FIELDS = ("q", "p", "rho", "one_minus_rho", "effective_rank", "cos_min", "cos_max",
                 "log_jac", "log_jac_norm", "log_spread", "departure", "departure_stage")
-DEEP = 3.0          # |λ| L above this (a factor e³ ≈ 20 over the network) is deep in a regime
 COLLAPSED = 1e-3    # 1 − ρ_L below this: the tokens have collapsed (docs/theory.md §8)
 
 
@@ -120,44 +119,55 @@ class Diagnosis:
 
     @property
     def phase(self) -> str:
-        """"ordered" (λ_a < 0: tokens collapse) or "chaotic" (λ_a ≥ 0), as ``Exponents.phase``;
-        "unknown" when λ_a could not be measured."""
-        if not math.isfinite(self.lambda_a.mean):
-            return "unknown"
-        return "ordered" if self.lambda_a.mean < 0 else "chaotic"
+        """ordered / chaotic / near the edge for the total log_gap_L = L·λ_a^(L), "undefined"
+        where it could not be measured (``sigprop.theory.regimes``)."""
+        return str(angle_regime(_finite_or_nan(self.log_gap_L.mean)))
 
     @property
     def gradients(self) -> str:
-        """"vanishing" (λ_g < 0) or "exploding" (λ_g ≥ 0), as ``Exponents.gradients``;
-        "unknown" when λ_g could not be measured."""
-        if not math.isfinite(self.lambda_g.mean):
-            return "unknown"
-        return "vanishing" if self.lambda_g.mean < 0 else "exploding"
+        """vanishing / exploding / near the edge for the total log_jac_L = L·λ_g^(L),
+        "undefined" where it could not be measured (``sigprop.theory.regimes``)."""
+        return str(gradient_regime(_finite_or_nan(self.log_jac_L.mean)))
+
+    def verdict(self, depth: int | None = None) -> str:
+        """The phase and the gradients in plain words, and by how much (``verdict``)."""
+        return verdict(self, depth)
+
+    def plot(self, path: str | Path) -> Path:
+        """The per-layer figure (``sigprop.plots.diagnose``) as a PNG at ``path``."""
+        from sigprop.plots.diagnose import plot_diagnosis
+
+        return plot_diagnosis(self, Path(path))
+
+    def __repr__(self) -> str:
+        return (f"Diagnosis({self.description!r}, depth={self.depth}, seeds={len(self.seeds)}, "
+                f"log_gap_L={self.log_gap_L.mean:+.3g}, log_jac_L={self.log_jac_L.mean:+.3g}, "
+                f"phase={self.phase!r}, gradients={self.gradients!r})")
 
     @property
     def log_gap_L(self) -> Estimate:
         """log D_L = log((1 − ρ_L)/(1 − ρ_0)) near collapse over the whole model, per seed."""
-        return _estimate(self.layers["log_spread"][:, -1])
+        return estimate(self.layers["log_spread"][:, -1])
 
     @property
     def log_jac_L(self) -> Estimate:
         """log(‖∂X_L/∂X_0‖_F² / (n d)) over the whole model, per seed."""
-        return _estimate(self.layers["log_jac"][:, -1])
+        return estimate(self.layers["log_jac"][:, -1])
 
     @property
     def log_jac_norm_L(self) -> Estimate:
         """The gradient total of the token directions (what a final norm passes on)."""
-        return _estimate(self.layers["log_jac_norm"][:, -1])
+        return estimate(self.layers["log_jac_norm"][:, -1])
 
     @property
     def lambda_a_depth(self) -> Estimate:
         """Finite-depth λ_a^(L) = log_gap_L / L: the mean per-layer rate over all L layers."""
-        return _estimate(self.layers["log_spread"][:, -1] / self.depth)
+        return estimate(self.layers["log_spread"][:, -1] / self.depth)
 
     @property
     def lambda_g_depth(self) -> Estimate:
         """Finite-depth λ_g^(L) = log_jac_L / L."""
-        return _estimate(self.layers["log_jac"][:, -1] / self.depth)
+        return estimate(self.layers["log_jac"][:, -1] / self.depth)
 
     def mean(self, name: str) -> np.ndarray:
         return self.layers[name].mean(axis=0)
@@ -174,16 +184,16 @@ class Diagnosis:
         means = {name: self.mean(name) for name in LAYER_FIELDS}
         stderrs = {name: self.stderr(name) for name in LAYER_FIELDS}
         layers = [
-            {"l": l, **{name: _json(means[name][l]) for name in LAYER_FIELDS},
-             **{f"{name}_stderr": _json(stderrs[name][l]) for name in LAYER_FIELDS}}
+            {"l": l, **{name: finite_or_none(means[name][l]) for name in LAYER_FIELDS},
+             **{f"{name}_stderr": finite_or_none(stderrs[name][l]) for name in LAYER_FIELDS}}
             for l in range(self.depth + 1)
         ]
         exponents = {}
         for name in ("lambda_a", "lambda_g", "lambda_a_depth", "lambda_g_depth", "log_gap_L",
                      "log_jac_L", "log_jac_norm_L"):
             estimate = getattr(self, name)
-            exponents |= {name: _json(estimate.mean), f"{name}_stderr": _json(estimate.stderr),
-                          f"{name}_per_seed": [_json(v) for v in estimate.per_seed]}
+            exponents |= {name: finite_or_none(estimate.mean), f"{name}_stderr": finite_or_none(estimate.stderr),
+                          f"{name}_per_seed": [finite_or_none(v) for v in estimate.per_seed]}
         return {
             **exponents, "phase": self.phase, "gradients": self.gradients,
             "verdict": verdict(self), "model": self.description, "blocks": self.block_path,
@@ -197,85 +207,33 @@ class Diagnosis:
         }
 
 
-def diagnose(
-    model: Callable[[int], nn.Module] | str | None = None,
+def measure_diagnosis(
+    source: ModelSource,
     *,
-    hf: str | None = None,
-    net: str | None = None,
-    family: str | None = None,
-    layers: int | None = None,
-    heads: int | None = None,
     n_tokens: int = 16,
     seeds: int | Sequence[int] = (0, 1, 2, 3),
     seed: int = 0,
     n_probes: int = 4,
     burn_in: int | None = None,
-    width: int | None = None,
-    block_path: str | None = None,
-    run: Run | None = None,
-    description: str | None = None,
     device: str | torch.device = "cpu",
     prepare: Callable[[nn.Module], None] | None = None,
-    image_size: int = IMAGE_SIZE,
 ) -> Diagnosis:
-    """Measure the per-layer geometry, Jacobian norm and both exponents of any PyTorch model
-    built of a sequence of layers, at initialization: transformers, convolutional networks,
-    recurrent networks and graph networks (``families.py`` says what a token and a layer are in
-    each).
+    """Measure the per-layer geometry, Jacobian norm and both exponents of the model of
+    ``source`` at initialization (``sigprop.diagnose`` is the public face: it names the model).
 
-    ``model``: a factory ``factory(seed) -> nn.Module`` or its name ``"module.path:factory"``;
-    or ``hf``: a Hugging Face family (gpt2, bert, llama) built from its config with ``layers``
-    blocks (default 24), width ``width`` (default 256) and ``heads`` heads, randomly
-    initialized, nothing downloaded; or ``net``: one of sigprop's own networks (``NETS``):
-    ``resnet18`` (torchvision's ResNet-18 at ``width`` base channels, default 64, on
-    ``image_size``² images), ``lstm``/``gru``/``rnn`` (hidden size ``width``, default 128,
-    unrolled over T = ``layers`` steps, default 64) or ``gcn`` (``layers`` graph convolutions,
-    default 24, width ``width``, default 128, on a random graph of ``n_tokens`` nodes).
-
-    ``family``: "transformer", "convolutional", "recurrent" or "graph"; detected when None (an
-    nn.RNN/LSTM/GRU is recurrent, a model with an ``adjacency`` tensor a graph, a model with an
-    nn.Conv2d convolutional, anything else a transformer). A factory returning an nn.RNN, LSTM
-    or GRU is unrolled over T = ``layers`` steps (default 64) on an input sequence drawn per
-    seed (``sigprop.models.recurrent.Unrolled``). ``n_tokens``: tokens of a transformer, copies
-    of a recurrent network; a graph's are its nodes and a convolutional network's its positions.
-
-    ``seeds``: how many seeds (from ``seed``), or the seeds themselves. Each seed
-    builds a fresh model (``torch.manual_seed(seed)`` first, the caller's random state restored
-    after), in float64 and eval mode, and draws its own inputs and probes from
-    ``stream_seed(seed, ...)``. ``run`` drives the model (``blocks.default_run`` when None);
-    ``width``, when given for your own model, must be its hidden size. ``device``: where the
-    models run ("auto", "cpu", "cuda"; the inputs and probes are drawn on the CPU and moved, so
-    a seed measures the same network everywhere). ``prepare(model)``, when given, changes each
-    freshly built model in place before it is measured (e.g. ``sigprop.apply_init``). Raises
-    ``DiagnoseError``.
+    ``seeds``: how many seeds (from ``seed``), or the seeds themselves. Each seed builds a fresh
+    model (``source.probe_model``: ``torch.manual_seed(seed)`` first, the caller's random state
+    restored after, float64, eval mode) and draws its own inputs and probes from
+    ``stream_seed(seed, ...)``. ``device``: where the models run ("auto", "cpu", "cuda"; the
+    inputs and probes are drawn on the CPU and moved, so a seed measures the same network
+    everywhere). ``prepare(model)``, when given, changes each freshly built model in place
+    before it is measured (e.g. ``sigprop.apply_init``). Raises ``DiagnoseError``.
     """
     device = resolve_device(device)
-    if sum(x is not None for x in (model, hf, net)) != 1:
-        raise DiagnoseError("give one of a model factory 'module.path:factory', --hf FAMILY or "
-                            f"--net ({', '.join(NETS)})")
-    if layers is not None:
-        _check_count("layers", layers, 1)
-    if hf is not None:
-        factory, run = hf_factory(hf, 24 if layers is None else layers,
-                                  256 if width is None else width, heads)
-        width = None  # the Hugging Face model is built at this width
-    elif net is not None:
-        factory, net_family = net_factory(net, layers, width, n_tokens, image_size)
-        family = net_family if family is None else family
-        width = None
-    else:
-        factory = load_factory(model) if isinstance(model, str) else model
-    steps = RECURRENT_STEPS if layers is None else layers
-    _check_count("image_size", image_size, 8)
-    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-        _check_count("seeds", seeds, 1)
-        _check_count("seed", seed, 0)
-        seeds = tuple(range(seed, seed + seeds))
+    seeds = seed_list(seeds, seed)
     _check_count("n_tokens", n_tokens, 2)
     _check_count("n_probes", n_probes, 1)
-    check_seeds(seeds)
-    runs = [_diagnose_seed(factory, int(s), n_tokens, n_probes, width, block_path, run, device,
-                           prepare, family, steps, image_size) for s in seeds]
+    runs = [_diagnose_seed(source, s, n_tokens, n_probes, device, prepare) for s in seeds]
     depth, path, d = runs[0]["depth"], runs[0]["path"], runs[0]["width"]
     if any(r["depth"] != depth for r in runs):
         raise DiagnoseError(f"the factory built models of different depths: "
@@ -287,16 +245,27 @@ def diagnose(
     slope = {name: (layers[name][:, depth] - layers[name][:, burn_in]) / (depth - burn_in)
              for name in ("log_jac", "log_spread")}
     return Diagnosis(
-        description=(description or getattr(factory, "description", None)
-                     or runs[0]["wrapped"]
+        description=(runs[0]["wrapped"] or source.description
+                     or getattr(source.factory, "description", None)
                      or f"{runs[0]['model']} (blocks: {path or 'the model itself'})"),
         block_path=path, depth=depth, width=d, n_tokens=runs[0]["tokens"][0],
         seeds=tuple(int(s) for s in seeds), burn_in=burn_in, layers=layers,
-        lambda_a=_estimate(slope["log_spread"]), lambda_g=_estimate(slope["log_jac"]),
+        lambda_a=estimate(slope["log_spread"]), lambda_g=estimate(slope["log_jac"]),
         warnings=tuple(dict.fromkeys(w for r in runs for w in r["warnings"])),
         family=runs[0]["family"], tokens=tuple(runs[0]["tokens"]),
         widths=tuple(runs[0]["widths"]),
     )
+
+
+def seed_list(seeds: int | Sequence[int], seed: int = 0) -> tuple[int, ...]:
+    """``seeds`` seeds from ``seed`` (an integer count), or the given seeds, checked."""
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        _check_count("seeds", seeds, 1)
+        _check_count("seed", seed, 0)
+        seeds = range(seed, seed + int(seeds))
+    seeds = tuple(int(s) for s in seeds)
+    check_seeds(seeds)
+    return seeds
 
 
 def verdict(diagnosis: Diagnosis, depth: int | None = None) -> str:
@@ -304,10 +273,10 @@ def verdict(diagnosis: Diagnosis, depth: int | None = None) -> str:
 
     The totals are log D_L (growth of 1 − ρ near collapse) and log_jac_L as measured over the
     model's L layers, or, for another ``depth``, λ · depth (the late-layer rate extrapolated).
-    A total beyond ±``DEEP`` (a factor e³ ≈ 20) is deep in the phase that λ_a's sign names
-    (gradients: in the direction of the total); anything else is near the edge. The last
-    layer's 1 − ρ_L (collapsed below ``COLLAPSED``) is quoted too. Totals, not rates, decide:
-    in pre-LN models the early layers do most of the change.
+    The words are those of ``sigprop.theory.regimes``: a total beyond ±``EDGE`` (a factor
+    e^0.5 ≈ 1.6 over the network) is ordered or chaotic, vanishing or exploding; anything else
+    is near the edge. The last layer's 1 − ρ_L (collapsed below ``COLLAPSED``) is quoted too.
+    Totals, not rates, decide: in pre-LN models the early layers do most of the change.
     """
     own = depth is None or depth == diagnosis.depth
     depth = diagnosis.depth if depth is None else depth
@@ -322,16 +291,15 @@ def verdict(diagnosis: Diagnosis, depth: int | None = None) -> str:
     per = words["per"]
     rate_a = f"λ_a = {a.mean:+.3f} ± {_se(a)} per {per} after {per} {b}"
     rate_g = f"λ_g = {g.mean:+.3f} ± {_se(g)} per {per} after {per} {b}"
-    if not (math.isfinite(a.mean) and math.isfinite(total_a)):
+    angle_word = str(angle_regime(_finite_or_nan(total_a)))
+    if angle_word == "undefined":
         angle = f"λ_a could not be measured ({rate_a})."
-    elif total_a < -DEEP and a.mean < 0:
-        angle = words["ordered"].format(factor=_factor(total_a), how=how, rate=rate_a,
-                                        scale=_scale(a.mean))
-    elif total_a > DEEP and a.mean >= 0:
-        angle = words["chaotic"].format(factor=_factor(total_a), how=how, rate=rate_a)
+    elif angle_word == "near the edge":
+        side = "ordered" if total_a < 0 else "chaotic"
+        angle = words["edge"].format(phase=side, factor=_factor(total_a), how=how, rate=rate_a)
     else:
-        angle = words["edge"].format(phase=diagnosis.phase, factor=_factor(total_a), how=how,
-                                     rate=rate_a)
+        angle = words[angle_word].format(factor=_factor(total_a), how=how, rate=rate_a,
+                                         scale=_scale(a.mean))
     one_minus_rho = diagnosis.mean("one_minus_rho")
     finite = np.flatnonzero(np.isfinite(one_minus_rho))
     if finite.size:
@@ -341,10 +309,11 @@ def verdict(diagnosis: Diagnosis, depth: int | None = None) -> str:
         where = ("The forward pass ends at 1 − ρ_L" if last == len(one_minus_rho) - 1 else
                  f"The last layer with 2 or more {diagnosis.nouns.token}s, l = {last}, has 1 − ρ")
         angle += f" {where} = {rho_last:.2g}: {state}."
-    if not math.isfinite(total_g):
+    gradient_word = str(gradient_regime(_finite_or_nan(total_g)))
+    if gradient_word == "undefined":
         grad = f"λ_g could not be measured ({rate_g})."
-    elif abs(total_g) > DEEP:
-        kind, change = ("explode", "grows") if total_g > 0 else ("vanish", "shrinks")
+    elif gradient_word != "near the edge":
+        kind, change = gradient_word, ("grows" if total_g > 0 else "shrinks")
         reach = "are out of reach" if total_g < 0 else "come with unstable training"
         grad = words["gradients"].format(kind=kind, change=change, factor=_factor(total_g),
                                          how=how, rate=rate_g, scale=_scale(g.mean), reach=reach)
@@ -356,15 +325,15 @@ def verdict(diagnosis: Diagnosis, depth: int | None = None) -> str:
 _WORDS = {
     "transformer": dict(
         layers="layers", per="layer",
-        ordered="Ordered phase, deep in the collapsed regime: near collapse 1 − ρ shrinks by "
-                "{factor} {how} ({rate}).",
-        chaotic="Chaotic phase, deep: near collapse 1 − ρ grows by {factor} {how}, tokens "
-                "repel ({rate}).",
+        ordered="Ordered phase (rank collapse): near collapse 1 − ρ shrinks by {factor} {how} "
+                "({rate}).",
+        chaotic="Chaotic phase: near collapse 1 − ρ grows by {factor} {how}, tokens repel "
+                "({rate}).",
         edge="Near the edge of chaos ({phase} side): near collapse 1 − ρ changes by only "
              "{factor} {how} ({rate}).",
         collapsed="the tokens have collapsed", apart="the tokens stay apart",
         gradients="Gradients {kind}: ‖∂X_L/∂X_0‖²/(n d) {change} by {factor} {how} ({rate}).",
-        stable="Gradients near the edge of stability: ‖∂X_L/∂X_0‖²/(n d) changes by only "
+        stable="Gradients near the edge: ‖∂X_L/∂X_0‖²/(n d) changes by only "
                "{factor} {how} ({rate})."),
     "convolutional": dict(
         layers="residual blocks", per="block",
@@ -380,7 +349,7 @@ _WORDS = {
         gradients="Gradients {kind} per block: the per-entry gradient gain "
                   "‖∂X_L/∂X_0‖²/numel(X_0) {change} by {factor} {how}, an e-fold every {scale} "
                   "blocks ({rate}).",
-        stable="Gradients near the edge of stability: the per-entry gradient gain "
+        stable="Gradients near the edge: the per-entry gradient gain "
                "‖∂X_L/∂X_0‖²/numel(X_0) changes by only {factor} {how} ({rate})."),
     "recurrent": dict(
         layers="time steps", per="step",
@@ -396,7 +365,7 @@ _WORDS = {
         gradients="Gradients through time {kind}: ‖∂h_T/∂h_0‖²/(n d) {change} by {factor} "
                   "{how}, an e-fold every ~1/|λ_g| ≈ {scale} steps ({rate}); long-range "
                   "dependencies {reach}.",
-        stable="Gradients through time near the edge of stability: ‖∂h_T/∂h_0‖²/(n d) changes "
+        stable="Gradients through time near the edge: ‖∂h_T/∂h_0‖²/(n d) changes "
                "by only {factor} {how} ({rate}); long-range memory is within reach."),
     "graph": dict(
         layers="message-passing layers", per="layer",
@@ -411,7 +380,7 @@ _WORDS = {
         apart="the node features stay distinguishable",
         gradients="Gradients {kind}: ‖∂X_L/∂X_0‖²/(n d) {change} by {factor} {how}, an e-fold "
                   "every {scale} layers ({rate}).",
-        stable="Gradients near the edge of stability: ‖∂X_L/∂X_0‖²/(n d) changes by only "
+        stable="Gradients near the edge: ‖∂X_L/∂X_0‖²/(n d) changes by only "
                "{factor} {how} ({rate})."),
 }
 
@@ -421,23 +390,17 @@ def _scale(rate: float) -> str:
     return "∞" if rate == 0 else f"{1 / abs(rate):.3g}"
 
 
-def _diagnose_seed(factory, seed, n_tokens, n_probes, width, block_path, run, device,
-                   prepare, family=None, steps=RECURRENT_STEPS, image_size=IMAGE_SIZE) -> dict:
-    model = build_model(factory, seed, device)
+def _diagnose_seed(source: ModelSource, seed: int, n_tokens: int, n_probes: int,
+                   device: torch.device, prepare: Callable[[nn.Module], None] | None) -> dict:
+    model = source.probe_model(seed, device)
     wrapped = None
-    if isinstance(model, nn.RNNBase) and family in (None, "recurrent"):
-        from sigprop.models.recurrent import Unrolled
-
-        try:
-            unrolled = Unrolled(model, steps, input_seed=stream_seed(seed, "input sequence"))
-        except ValueError as error:
-            raise DiagnoseError(str(error)) from None
-        wrapped = f"{model!r} unrolled over {steps} steps"
-        model = unrolled.eval()
+    if type(model).__name__ == "Unrolled":
+        wrapped = f"{model.rnn!r} unrolled over {source.steps} steps"
     if prepare is not None:
         prepare(model)
-    probe = ModelProbe(model, seed, n_tokens=n_tokens, n_probes=n_probes, width=width,
-                       block_path=block_path, run=run, family=family, image_size=image_size)
+    probe = ModelProbe(model, seed, n_tokens=n_tokens, n_probes=n_probes, width=source.width,
+                       block_path=source.block_path, run=source.run, family=source.family,
+                       image_size=source.image_size)
     return {**probe.measure(), "depth": probe.depth, "path": probe.path,
             "model": type(model).__name__, "family": probe.family, "wrapped": wrapped}
 
@@ -458,6 +421,6 @@ def _se(estimate: Estimate) -> str:
     return "?" if not math.isfinite(estimate.stderr) else f"{estimate.stderr:.3f}"
 
 
-def _json(value) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
+def _finite_or_nan(value: float) -> float:
+    """NaN for ±∞ too: a total that overflowed has no word."""
+    return value if math.isfinite(value) else math.nan

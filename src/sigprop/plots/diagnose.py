@@ -13,6 +13,7 @@ the effective-rank panel shows n per layer too.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -21,7 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from sigprop.measure.diagnose import Diagnosis  # noqa: E402
+if TYPE_CHECKING:
+    from sigprop.measure.diagnose import Diagnosis
 
 
 def plot_diagnosis(diagnosis: Diagnosis, path: Path) -> Path:

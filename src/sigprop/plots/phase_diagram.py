@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from sigprop.theory.critical import ZERO_TOLERANCE  # noqa: E402
+from sigprop.theory.zero_curves import ZERO_TOLERANCE  # noqa: E402
 
 _TITLES = {
     "lambda_a": r"angle exponent $\lambda_a$   (< 0 ordered, > 0 chaotic)",

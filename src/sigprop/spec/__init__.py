@@ -23,6 +23,7 @@ from sigprop.spec.components import (
 from sigprop.spec.declarations import (
     ALIASES,
     HYPERPARAMETERS,
+    INPUTS,
     OPTIONS,
     SETTINGS,
     Hyperparameter,
@@ -32,7 +33,8 @@ from sigprop.spec.declarations import (
     declaration,
 )
 from sigprop.spec.errors import InvalidHyperparameter, NotCovered
-from sigprop.spec.expressions import DepthFormula
+from sigprop.spec.expressions import DepthFormula, parse_value
+from sigprop.spec.model_options import MODEL_OPTIONS, ModelOption
 from sigprop.spec.presets import PRESETS
 
 __all__ = [
@@ -43,9 +45,12 @@ __all__ = [
     "DyT",
     "HYPERPARAMETERS",
     "Hyperparameter",
+    "INPUTS",
     "InvalidHyperparameter",
     "LayerNorm",
     "MLP",
+    "MODEL_OPTIONS",
+    "ModelOption",
     "NotCovered",
     "OPTIONS",
     "Option",
@@ -59,6 +64,7 @@ __all__ = [
     "canonical_names",
     "declaration",
     "depth_or",
+    "parse_value",
     "reference_layer",
     "validate",
 ]

@@ -30,16 +30,18 @@ from typing import Callable, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sigprop.activations import ACTIVATIONS
 from sigprop.spec.errors import InvalidHyperparameter, check_range
-from sigprop.theory.attention import MAX_LOGIT_SCALE
 
 Component = Union["RMSNorm", "LayerNorm", "DyT", "SelfAttention", "MLP", "Dense", "Residual",
                   "Serial"]
 
 # Attention logits with a larger standard deviation saturate the softmax to a one-hot choice;
-# the finite-n attention expectations are tabulated up to here.
-MAX_SIGMA_A = MAX_LOGIT_SCALE
+# the theory tabulates the finite-n attention expectations up to here (sigprop.theory.attention).
+MAX_SIGMA_A = 8.0
+
+# The nonlinearities φ an MLP may use; the theory implements each on numpy arrays
+# (sigprop.theory.activations) and the models in PyTorch (sigprop.models.modules).
+ACTIVATIONS = ("tanh", "erf", "relu", "gelu", "silu", "linear")
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sigprop.activations import ACTIVATIONS
-from sigprop.spec.components import MAX_SIGMA_A
+from sigprop.spec.components import ACTIVATIONS, MAX_SIGMA_A
 from sigprop.spec.errors import InvalidHyperparameter, check_range, interval
 from sigprop.spec.expressions import DepthFormula, parse_value
+
+# The largest scale, weight or residual a hyperparameter may take: beyond it every nonlinearity
+# saturates and the squared norms overflow float64 within a few layers; no network trains there.
+LARGEST = 1e6
+# The largest integer settings: tokens (the causal theory propagates n × n matrices), heads and
+# layers (the theory's trajectories are O(L)).
+MAX_TOKENS, MAX_HEADS, MAX_DEPTH = 4096, 4096, 100_000
 
 
 @dataclass(frozen=True)
@@ -118,10 +124,12 @@ class Option(_Declared):
         if self.kind is int:
             if isinstance(value, (float, np.floating)) and float(value).is_integer():
                 value = int(value)
+            high = math.inf if self.high is None else self.high
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                    or value < self.low:
+                    or not self.low <= value <= high:
+                bound = f"in [{self.low:g}, {high:g}]" if self.high else f">= {self.low:g}"
                 raise InvalidHyperparameter(
-                    f"{self.name} must be an integer >= {self.low:g}; got {value!r}")
+                    f"{self.name} must be an integer {bound}; got {value!r}")
             return int(value)
         try:
             number = float(value)
@@ -144,36 +152,37 @@ def _alpha(suffix: str) -> Callable[[Any], dict[str, Any]]:
 HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     Hyperparameter("skip_a", "a_A", "a_A",
                    "attention skip weight: X ← a_A X + b_A SA(N X)",
-                   0.0, math.inf, True, (0.0, 2.0), math.sqrt(0.75),
+                   0.0, LARGEST, True, (0.0, 2.0), math.sqrt(0.75),
                    target=("attention_residual", "skip")),
     Hyperparameter("branch_a", "b_A", "b_A",
                    "attention branch scale: X ← a_A X + b_A SA(N X)",
-                   0.0, math.inf, True, (0.0, 1.5), 0.5,
+                   0.0, LARGEST, True, (0.0, 1.5), 0.5,
                    target=("attention_residual", "scale")),
     Hyperparameter("skip_m", "a_M", "a_M",
                    "MLP skip weight: X ← a_M X + b_M MLP(N X)",
-                   0.0, math.inf, True, (0.0, 2.0), math.sqrt(0.75),
+                   0.0, LARGEST, True, (0.0, 2.0), math.sqrt(0.75),
                    target=("mlp_residual", "skip")),
     Hyperparameter("branch_m", "b_M", "b_M",
                    "MLP branch scale: X ← a_M X + b_M MLP(N X)",
-                   0.0, math.inf, True, (0.0, 1.5), 0.5,
+                   0.0, LARGEST, True, (0.0, 1.5), 0.5,
                    target=("mlp_residual", "scale")),
     Hyperparameter("sigma_A", "σ_A", r"\sigma_A",
                    "attention logit scale: W_Q, W_K ~ N(0, σ_A/d)",
                    0.0, MAX_SIGMA_A, False, (0.1, 3.0), 0.6, target=("attention", "sigma_A")),
     Hyperparameter("sigma_w", "σ_w", r"\sigma_w",
                    "MLP weight scale: W_1 ~ N(0, σ_w²/d) (plain MLP: W)",
-                   0.0, math.inf, False, (0.1, 6.0), 2.0, target=("mlp", "sigma_w")),
+                   0.0, LARGEST, False, (0.1, 6.0), 2.0, target=("mlp", "sigma_w")),
     Hyperparameter("sigma_b", "σ_b", r"\sigma_b",
                    "MLP bias scale: b_1 ~ N(0, σ_b²) (plain MLP: b)",
-                   0.0, math.inf, True, (0.0, 2.0), 0.0, target=("mlp", "sigma_b")),
+                   0.0, LARGEST, True, (0.0, 2.0), 0.0, target=("mlp", "sigma_b")),
     Hyperparameter("sigma_2", "σ_2", r"\sigma_2",
                    "MLP readout scale: W_2 ~ N(0, σ_2²/d_ff)",
-                   0.0, math.inf, False, (0.1, 3.0), 1.0, target=("mlp", "sigma_2")),
+                   0.0, LARGEST, False, (0.1, 3.0), 1.0, target=("mlp", "sigma_2")),
     Hyperparameter("kappa", "κ", r"\kappa",
                    "DyT scale: N(x) = tanh(κ x)",
-                   0.0, math.inf, False, (0.05, 2.0), 0.5, target=("dyt", "kappa")),
+                   0.0, LARGEST, False, (0.05, 2.0), 0.5, target=("dyt", "kappa")),
 )
+"""The numeric initialization hyperparameters (axes, sweep keys, formulas in L)."""
 
 ALIASES: tuple[Hyperparameter, ...] = (
     Hyperparameter("alpha", "α", r"\alpha",
@@ -188,13 +197,14 @@ ALIASES: tuple[Hyperparameter, ...] = (
                    0.0, 1.0, True, (0.0, 1.0), formula=False, expands=_alpha("m")),
     Hyperparameter("skip", "a", "a",
                    "skip weight of both branches: a_A = a_M = a",
-                   0.0, math.inf, True, (0.0, 2.0),
+                   0.0, LARGEST, True, (0.0, 2.0),
                    expands=lambda v: {"skip_a": v, "skip_m": v}),
     Hyperparameter("branch", "b", "b",
                    "branch scale of both branches: b_A = b_M = b",
-                   0.0, math.inf, True, (0.0, 1.5),
+                   0.0, LARGEST, True, (0.0, 1.5),
                    expands=lambda v: {"branch_a": v, "branch_m": v}),
 )
+"""Aliases that set several hyperparameters at once (α, α_A, α_M, a, b)."""
 
 OPTIONS: tuple[Option, ...] = (
     Option("network", "what one layer is: transformer (attention then MLP sub-block), resmlp "
@@ -212,26 +222,29 @@ OPTIONS: tuple[Option, ...] = (
     Option("tied_readout", "W_2 ~ N(0, σ_w²/d_ff), scaled by σ_w like W_1 (σ_2 = σ_w)",
            bool, False),
     Option("heads", "attention heads H (of width d/H; the wide-limit theory does not depend "
-           "on H)", int, 1, low=1, target=("attention", "heads")),
+           "on H)", int, 1, low=1, high=MAX_HEADS, target=("attention", "heads")),
     Option("out_proj", "attention output projection W_O ~ N(0, 1/d)", bool, False,
            target=("attention", "out_proj")),
     Option("ff_ratio", "MLP hidden width d_ff / d (finite width only)", float, 1.0,
-           low=0.0, high=math.inf, closed_low=False, target=("mlp", "ff_ratio")),
+           low=0.0, high=1e3, closed_low=False, target=("mlp", "ff_ratio")),
     Option("causal", "causal attention: token i attends to j ≤ i", bool, False,
            target=("attention", "causal")),
 )
+"""The structural options of a block (network, norm placement and kind, activation, heads …)."""
 
 SETTINGS: tuple[Option, ...] = (
-    Option("n_tokens", "number of tokens n", int, 16, low=2),
-    Option("depth", "number of layers L", int, None, low=1),
-    Option("q0", "input mean squared norm q_0", float, 1.0, low=0.0, high=math.inf,
+    Option("n_tokens", "number of tokens n", int, 16, low=2, high=MAX_TOKENS),
+    Option("depth", "number of layers L", int, None, low=1, high=MAX_DEPTH),
+    Option("q0", "input mean squared norm q_0", float, 1.0, low=0.0, high=LARGEST,
            closed_low=False),
     Option("rho0", "input token cosine ρ_0", float, 0.0, low=0.0, high=1.0),
 )
+"""The input settings of the theory: tokens n, depth L, input norm q0 and cosine ρ0."""
 
 NUMERIC = {h.name: h for h in (*HYPERPARAMETERS, *ALIASES)}
 STRUCTURAL = {o.name: o for o in OPTIONS}
 INPUTS = {o.name: o for o in SETTINGS}
+"""The input settings by name."""
 _DECLARED = {d.name: d for d in (*HYPERPARAMETERS, *ALIASES, *OPTIONS, *SETTINGS)}
 _LOWERCASE = {d.name.lower(): d for d in _DECLARED.values()}
 

@@ -24,8 +24,15 @@ def interval(low: float, high: float, closed_low: bool, closed_high: bool = True
 
 def check_range(name: str, value: ArrayLike, low: float, high: float, closed_low: bool,
                 closed_high: bool = True) -> None:
-    """Raise ``InvalidHyperparameter`` unless every entry of ``value`` lies in the interval."""
+    """Raise ``InvalidHyperparameter`` unless every entry of ``value`` lies in the interval and
+    is a normal float (a subnormal, 0 < |x| < 2.2e-308, overflows the first division by it)."""
     array = np.asarray(value, dtype=float)
+    subnormal = (array != 0) & (np.abs(array) < np.finfo(float).tiny)
+    if np.any(subnormal):
+        raise InvalidHyperparameter(
+            f"{name} must be in {interval(low, high, closed_low, closed_high)}, a normal number "
+            f"(0 or at least {np.finfo(float).tiny:.3g} in size); got the subnormal "
+            f"{array[subnormal].flat[0]:g}")
     above = array >= low if closed_low else array > low
     below = array <= high if closed_high else array < high
     inside = above & below  # NaN fails both

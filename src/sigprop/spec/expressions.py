@@ -34,7 +34,18 @@ class DepthFormula:
         self._check(tree.body)
 
     def __call__(self, depth: int) -> float:
-        return float(self._evaluate(ast.parse(self.text, mode="eval").body, depth))
+        try:
+            return float(self._evaluate(ast.parse(self.text, mode="eval").body, depth))
+        except (ArithmeticError, ValueError) as error:  # 1/0, exp(1000), sqrt(-1), log(0)
+            where = f" at L = {depth}" if self.uses_depth else ""
+            raise InvalidHyperparameter(f"{self.text!r} cannot be evaluated{where}: "
+                                        f"{error}") from None
+
+    @property
+    def uses_depth(self) -> bool:
+        """Whether the formula names L (else it is a plain number written as arithmetic)."""
+        tree = ast.parse(self.text, mode="eval")
+        return any(isinstance(node, ast.Name) and node.id == "L" for node in ast.walk(tree))
 
     def __str__(self) -> str:
         return self.text
@@ -71,8 +82,10 @@ class DepthFormula:
 
 
 def parse_value(text: str) -> float | DepthFormula:
-    """A number, or a ``DepthFormula`` when ``text`` names L."""
+    """A number (arithmetic without L, such as "1/2", evaluated), or a ``DepthFormula`` when
+    ``text`` names L."""
     try:
         return float(text)
     except ValueError:
-        return DepthFormula(text.strip())
+        formula = DepthFormula(text.strip())
+    return formula if formula.uses_depth else formula(0)

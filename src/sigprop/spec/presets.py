@@ -59,3 +59,6 @@ PRESETS: dict[str, Preset] = {
          "sigma_w": 1.0, "ff_ratio": 4.0, "activation": "gelu"}, 24,
         "residual MLP: X ← X + MLP(LN X), GELU MLP with d_ff = 4d, no attention"),
 }
+"""Named architectures: the reference transformer of the paper and the blocks people train
+(pre-ln, post-ln, gpt2, llama, bert, mlp, resmlp …), each a set of declared values over the
+reference defaults, an own depth where it has one, and a description."""

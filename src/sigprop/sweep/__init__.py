@@ -9,13 +9,13 @@ killed and started again keeps every finished trial and reruns the interrupted o
 
     spec = SweepSpec(grid={"alpha": [0.2, 0.5], "sigma_w": [1.0, 2.0], "seed": [0, 1]},
                      fixed={"depth": 16, "width": 64, "steps": 500})
-    run_sweep(normalize_storage(None, Path("results/sweep.db")), "alpha-sigma_w", spec,
+    run_study(normalize_storage(None, Path("results/sweep.db")), "alpha-sigma_w", spec,
               "mypackage.train:make_evaluate", workers=2, batch_size=8)
     trials_frame(storage, "alpha-sigma_w")   # one row per configuration
 """
 
-from sigprop.sweep.run import load_factory, run_sweep, sweep_counts
-from sigprop.sweep.spec import Evaluate, SweepSpec, config_key
+from sigprop.sweep.run import load_factory, run_study, sweep_counts
+from sigprop.sweep.design import Evaluate, SweepSpec, config_key
 from sigprop.sweep.storage import normalize_storage, open_study, trials_frame
 from sigprop.sweep.worker import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, run_worker
 
@@ -28,7 +28,7 @@ __all__ = [
     "load_factory",
     "normalize_storage",
     "open_study",
-    "run_sweep",
+    "run_study",
     "run_worker",
     "sweep_counts",
     "trials_frame",

@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import TrialState
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sigprop.sweep.spec import Evaluate, SweepSpec
+from sigprop.sweep.design import Evaluate, SweepSpec
 from sigprop.sweep.storage import _load, configuration_trials, connect, open_study
 from sigprop.sweep.worker import (
     GRACE_PERIOD_S,
@@ -30,7 +30,7 @@ PROGRESS_INTERVAL_S = 0.5
 SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def run_sweep(
+def run_study(
     storage: str,
     study_name: str,
     spec: SweepSpec,

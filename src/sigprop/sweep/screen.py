@@ -1,8 +1,10 @@
-"""Exponent-guided search: reject initializations far from criticality before any training step.
+"""Screened search: reject initializations far from criticality before any training step.
 
-An initialization x (a block's hyperparameters) trained at depth L has the theory exponents of
-its bidirectional block (wide limit, n tokens; ``sigprop.train.exponents.depth_exponents``, the
-code behind the trial columns of every sweep):
+The screen itself is generic: a box |a(x)| ≤ τ_a, |g(x)| ≤ τ_g on two scores of a point x (a
+block's hyperparameters) computed before training (``BoxScreen``; the scores come from a
+subclass's ``totals``). sigprop's screen (``sigprop.Screen``, in the experiment wing:
+``sigprop.experiment.screen``) scores x by the theory exponents of its bidirectional block at the
+trained depth L (wide limit, n tokens; the code behind the trial columns of every sweep):
 
     a(x) = L·λ_a^(L) = log((1 − ρ_L)/(1 − ρ_0)),    g(x) = L·λ_g^(L) = log(‖J_L‖_F² / (n d))
 
@@ -46,10 +48,11 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
+import numpy as np
+
 from sigprop.spec import Architecture, InvalidHyperparameter, declaration
 from sigprop.spec.declarations import INPUTS
-from sigprop.sweep.spec import SweepSpec
-from sigprop.train.exponents import DEFINITIONS, depth_exponents
+from sigprop.sweep.design import SweepSpec
 
 DEFAULT_TAU = 3.0  # |L·λ| < 3 holds the low-loss region of the four-hyperparameter search
 CHUNK = 16  # candidates of a sweep's sequence whose exponents are computed together
@@ -67,13 +70,12 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class Screen:
-    """The box |L·λ_a| ≤ ``tau_a``, |L·λ_g| ≤ ``tau_g`` at the trained ``depth`` L, for points of
-    the block ``arch`` with the fixed ``values`` (any declared hyperparameter or option; formulas
-    in L are resolved at ``depth``). ``n_tokens``: tokens n of the theory (the sweep's
-    measurement setting, 16); ``definition``: "finite-depth" (ρ0 → 1, the default) or
-    "asymptotic" (see the module docstring). Every argument is checked here (``ValueError``
-    naming it and its allowed range)."""
+class BoxScreen:
+    """The box |a| ≤ ``tau_a``, |g| ≤ ``tau_g`` on two scores of points of the block ``arch``
+    with the fixed ``values`` (any declared hyperparameter or option; formulas in L are
+    resolved at the trained ``depth`` L); ``n_tokens``: tokens n the scores are computed for.
+    A subclass computes the scores (``totals``). Every argument is checked here
+    (``ValueError`` naming it and its allowed range)."""
 
     tau_a: float = DEFAULT_TAU
     tau_g: float = DEFAULT_TAU
@@ -81,7 +83,6 @@ class Screen:
     arch: Architecture | str | None = None
     values: Mapping[str, Any] = field(default_factory=dict)
     n_tokens: int = 16
-    definition: str = "finite-depth"
 
     def __post_init__(self) -> None:
         for name in ("tau_a", "tau_g"):
@@ -94,16 +95,18 @@ class Screen:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name}: must be an integer >= {low}; got {value!r}")
-        if self.definition not in DEFINITIONS:
-            raise ValueError(f"definition: must be one of {', '.join(DEFINITIONS)}; got "
-                             f"{self.definition!r}")
         block = Architecture.load(self.arch).with_values(**dict(self.values))
         object.__setattr__(self, "_block", block)
+
+    def totals(self, configs: list[dict[str, Any]]) -> np.ndarray:
+        """The scores (a, g) of each config (every declared value of its block at ``depth``),
+        shape (len(configs), 2); NaN or ±∞ where undefined (the point fails)."""
+        raise NotImplementedError("a BoxScreen subclass computes the scores")
 
     def describe(self) -> dict[str, Any]:
         """The screen's settings as plain JSON (what a sweep stores with its study)."""
         return {"tau_a": float(self.tau_a), "tau_g": float(self.tau_g), "depth": self.depth,
-                "n_tokens": self.n_tokens, "definition": self.definition}
+                "n_tokens": self.n_tokens}
 
     def check(self, points: Sequence[Mapping[str, Any]]) -> list[Verdict]:
         """The verdict on each point (a dict of declared hyperparameters and options over the
@@ -111,9 +114,8 @@ class Screen:
         value out of its range."""
         if not points:
             return []
-        exponents = depth_exponents([self._config(p) for p in points], self.depth,
-                                    self.n_tokens, self.definition)
-        return [Verdict(float(a), float(g), self.passes(a, g)) for a, g in exponents]
+        totals = self.totals([self._config(p) for p in points])
+        return [Verdict(float(a), float(g), self.passes(a, g)) for a, g in totals]
 
     def passes(self, a: float, g: float) -> bool:
         """Whether exponents a = L·λ_a, g = L·λ_g lie in the box (NaN and ±∞ do not)."""
@@ -134,7 +136,7 @@ class Screen:
                 if k != "causal" and not (k == "sigma_2" and values["tied_readout"])}
 
 
-def screen_trial(trial: optuna.Trial, screen: Screen, ignore: Sequence[str] = ()) -> Verdict:
+def screen_trial(trial: optuna.Trial, screen: BoxScreen, ignore: Sequence[str] = ()) -> Verdict:
     """Screen an Optuna trial before training: call it in the objective once the hyperparameters
     are suggested. Every parameter of the trial must be a declared hyperparameter or option
     (``sigma_w``, ``alpha``, ``activation`` …) or be named in ``ignore`` (``("lr",)``).
@@ -180,7 +182,7 @@ class ScreenedSampler(BaseSampler):
 
     Why the first passing candidate and not the one nearest a = g = 0: the nearest are those
     with the weakest residual branches (α → 0, nearly the identity at every depth), which train
-    measurably worse (README, "Is the loss lowest at the crossing?").
+    measurably worse (docs/sweeps.md, "Is the loss lowest at the crossing?").
 
     Each proposal stores ``screen_lambda_a``, ``screen_lambda_g``, ``screen_candidates`` and
     ``screen_seconds`` as user attributes. If none of ``max_candidates`` draws passes, the
@@ -189,7 +191,7 @@ class ScreenedSampler(BaseSampler):
 
     def __init__(
         self,
-        screen: Screen,
+        screen: BoxScreen,
         search_space: Mapping[str, BaseDistribution],
         inner: BaseSampler | None = None,
         *,
@@ -271,7 +273,7 @@ class ScreenedSampler(BaseSampler):
         return point
 
 
-def screen_samples(spec: SweepSpec, screen: Screen,
+def screen_samples(spec: SweepSpec, screen: BoxScreen,
                    on_chunk: Callable[[int, int], None] | None = None) -> SweepSpec:
     """``spec`` with its ``spec.samples`` quasi-random points replaced by the first ones of its
     scrambled Halton sequence that pass ``screen`` (``SweepSpec.sample_positions``), the screen

@@ -11,6 +11,9 @@ configuration is a new trial with the same params.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import re
 import sqlite3
 import time
 import warnings
@@ -21,7 +24,8 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
-from sigprop.sweep.spec import SweepSpec, config_key
+from sigprop.spec import InvalidHyperparameter
+from sigprop.sweep.design import SweepSpec, config_key
 
 if TYPE_CHECKING:
     import pandas
@@ -326,3 +330,71 @@ def _quiet():
             yield
     finally:
         optuna.logging.set_verbosity(verbosity)
+
+
+def existing_storage(storage: str | Path) -> str:
+    """The URL of a storage that must already hold a sweep: a SQLite file must exist (opening
+    it would create an empty one). ``InvalidHyperparameter`` otherwise."""
+    url = normalize_storage(str(storage), Path(str(storage)))
+    if url.startswith("sqlite"):
+        database = Path(sqlalchemy.engine.make_url(url).database)
+        if not database.is_file():
+            raise InvalidHyperparameter(f"storage: no such SQLite file {database}")
+    return url
+
+
+def find_study(url: str, study: str | None) -> tuple[str, dict[str, Any]]:
+    """The name and user attributes of the sweep ``study``, or of the storage's only study.
+    ``InvalidHyperparameter`` naming the studies there are when it is ambiguous or missing."""
+    studies = {s.study_name: s for s in connect(url).get_all_studies()}
+    names = sorted(studies)
+    if study is None and len(names) == 1:
+        study = names[0]
+    elif not names:
+        raise InvalidHyperparameter(f"storage {url} holds no study")
+    elif study is None:
+        raise InvalidHyperparameter(f"storage holds {len(names)} studies; choose one with "
+                                    f"--study: {', '.join(names)}")
+    elif study not in studies:
+        raise InvalidHyperparameter(f"no study named {study!r} in the storage; available: "
+                                    f"{', '.join(names)}")
+    attrs = studies[study].user_attrs
+    if "fixed" not in attrs:
+        raise InvalidHyperparameter(f"study {study!r} is not a sigprop sweep (no stored spec)")
+    return study, attrs
+
+
+def read_artifact(url: str, study: str, attrs: dict[str, Any], name: str) -> dict | None:
+    """A JSON artifact kept with a study (``write_artifact``): the file beside a SQLite database,
+    else the study's user attribute ``name`` (``attrs``); None if absent or unreadable."""
+    path = artifact_path(url, study, name)
+    if path is None:
+        return attrs.get(name)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("study") == study else None
+
+
+def write_artifact(url: str, study: str, name: str, data: dict) -> None:
+    """Keep the JSON ``data`` (with a "study" key) with the study: as ``X.<study>.<name>.json``
+    beside a SQLite file ``X.sqlite`` (replaced atomically), else as its user attribute
+    ``name`` (other databases)."""
+    path = artifact_path(url, study, name)
+    if path is None:
+        open_study(url, study, None).set_user_attr(name, data)
+        return
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    os.replace(partial, path)
+
+
+def artifact_path(url: str, study: str, name: str) -> Path | None:
+    """Where ``write_artifact`` keeps ``name`` beside a SQLite file; None for other databases
+    (the study's user attribute holds it)."""
+    if not url.startswith("sqlite"):
+        return None
+    database = Path(sqlalchemy.engine.make_url(url).database)
+    safe = re.sub(r"[^\w.-]", "_", study)
+    return database.with_name(f"{database.stem}.{safe}.{name}.json")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sigprop.sweep.spec import STATUSES, Evaluate, config_key
+from sigprop.sweep.design import STATUSES, Evaluate, config_key
 from sigprop.sweep.storage import _load, _quiet, connect
 
 HEARTBEAT_INTERVAL_S = 10

@@ -51,10 +51,11 @@ from numpy.polynomial import chebyshev
 from numpy.polynomial.hermite_e import hermegauss
 from numpy.typing import ArrayLike
 
+from sigprop.spec.components import MAX_SIGMA_A
 from sigprop.theory.table_cache import cached
 
-# Largest logit scale σ the tables cover (σ_A q for the attention block).
-MAX_LOGIT_SCALE = 8.0
+# Largest logit scale σ the tables cover (σ_A q for the attention block): the declared bound.
+MAX_LOGIT_SCALE = MAX_SIGMA_A
 
 # Quadrature (module docstring). τ lattice step; Gaussian rules: a rate·step bound and a step cap
 # for own nodes, the largest step in z for lattice-aligned nodes, and the truncation at ±range.

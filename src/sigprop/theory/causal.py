@@ -49,7 +49,7 @@ from functools import singledispatch
 
 import numpy as np
 
-from sigprop.activations import get_activation
+from sigprop.theory.activations import get_activation
 from sigprop.spec.components import (
     MLP,
     Dense,
@@ -70,7 +70,7 @@ from sigprop.theory.fixed_points import grid_shape, take
 from sigprop.theory.gaussian import cross_moments, diagonal_moments
 from sigprop.theory.gaussian_pairs import SPECS
 from sigprop.theory.maps import Geometry, Tangent, propagate
-from sigprop.theory.profile import DepthProfile
+from sigprop.theory.results import DepthProfile, Exponents
 
 # Non-collapsed fixed points (``causal_lambda_g``): at most this many grid points per call, each
 # iterated through at most ``max_layers`` Monte Carlo layers (~0.25 s each at n = 16).
@@ -234,13 +234,11 @@ def is_causal(layer: Serial) -> bool:
 
 
 def causal_exponents(layer: Serial, n_tokens: int, samples: int | None = FIXED_POINT_SAMPLES):
-    """The asymptotic exponents of a causal layer as ``theory.exponents.Exponents``: λ_a
+    """The asymptotic exponents of a causal layer as ``Exponents``: λ_a
     (``causal_lambda_a``), λ_g (``causal_lambda_g`` with ``samples`` for Monte Carlo fixed
     points; ``samples`` None: ``first_position_lambda_g``, exact and cheap on grids), q* and
     q_collapsed the collapsed norm, ρ* = 1 where the collapsed state attracts (λ_a < 0) and NaN
     elsewhere (the causal attractor has a cosine per pair of positions)."""
-    from sigprop.theory.exponents import Exponents
-
     q_star = collapsed_norm(_bidirectional(layer), INPUTS["n_tokens"].check(n_tokens))
     angle = causal_lambda_a(layer, n_tokens, q_star)
     gradient = (first_position_lambda_g(layer, n_tokens) if samples is None

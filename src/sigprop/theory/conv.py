@@ -57,7 +57,7 @@ from numbers import Integral
 
 import numpy as np
 
-from sigprop.activations import ACTIVATIONS
+from sigprop.theory.activations import ACTIVATIONS
 from sigprop.spec.errors import InvalidHyperparameter, check_range
 from sigprop.theory.causal import pair_moments
 

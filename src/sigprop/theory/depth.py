@@ -28,7 +28,7 @@ import numpy as np
 
 from sigprop.spec.components import Serial
 from sigprop.spec.errors import InvalidHyperparameter, NotCovered
-from sigprop.theory.profile import DepthProfile
+from sigprop.theory.results import DepthProfile
 from sigprop.theory.causal import causal_collapsed_profile, causal_trajectory, is_causal
 from sigprop.theory.dynamics import collapsed_growth, trajectory
 from sigprop.theory.fixed_points import grid_shape

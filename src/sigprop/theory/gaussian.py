@@ -69,7 +69,7 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sigprop.activations import get_activation
+from sigprop.theory.activations import get_activation
 from sigprop.theory import mehler
 from sigprop.theory.gaussian_pairs import pair_moments
 

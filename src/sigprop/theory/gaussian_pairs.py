@@ -42,7 +42,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
-from sigprop.activations import get_activation, scipy_special
+from sigprop.theory.activations import get_activation, scipy_special
 
 
 class _Spec(NamedTuple):

@@ -27,7 +27,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sigprop.activations import get_activation
+from sigprop.theory.activations import get_activation
 from sigprop.theory import table_cache
 from sigprop.theory.gaussian_pairs import SPECS
 

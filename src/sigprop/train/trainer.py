@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from sigprop.data import Batches, CharCorpus, evaluation_windows
-from sigprop.devices import resolve_device
+from sigprop.runtime.devices import resolve_device
 from sigprop.train.model import build_stacked_lm, lm_architecture
 from sigprop.train.stacked import StackedRun, template_lm
 

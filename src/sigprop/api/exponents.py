@@ -1,9 +1,8 @@
-"""The theory at one initialization: its exponents, and its layer-by-layer geometry.
+"""``sigprop.exponents``: the theory's exponents at one initialization.
 
-``exponents`` gives the asymptotic Lyapunov exponents (per layer, at the forward map's fixed
-point) and, at a depth L, the finite-depth ones; ``trajectory`` the predicted q_l, ρ_l and
-log‖J_l‖² for l = 0..L. Both return small report objects whose ``to_json`` is what the command
-line prints with ``--json`` and whose ``verdict`` says what the numbers mean.
+The asymptotic Lyapunov exponents (per layer, at the forward map's fixed point) and, at a depth
+L, the finite-depth ones, as a small report: ``to_json`` is what the command line prints with
+``--json``, ``verdict`` says what the numbers mean in the words of ``sigprop.theory.regimes``.
 """
 
 from __future__ import annotations
@@ -14,17 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from sigprop.slices import Setting, finite_or_none
-from sigprop.spec import Architecture, InvalidHyperparameter, depth_or
-from sigprop.theory.causal import causal_trajectory, is_causal
+from sigprop.runtime.values import finite_or_none
+from sigprop.spec import Architecture, InvalidHyperparameter
 from sigprop.theory.depth import depth_profile
-from sigprop.theory.profile import DepthProfile
-from sigprop.theory.dynamics import trajectory as predict_trajectory
-from sigprop.theory.exponents import Exponents, compute_exponents, sign_label
+from sigprop.theory.exponents import Exponents, compute_exponents
+from sigprop.theory.regimes import WORDS_DEPTH, angle_regime, gradient_regime
+from sigprop.theory.results import DepthProfile
+from sigprop.theory.slices import Setting
 
-VERDICT_DEPTH = 32  # depth the asymptotic rates are spelled out for when no depth is given
 SIGNAL_FLOOR = 1e-9  # a norm fixed point below this is q* = 0: the signal dies out
-MARGINAL = 0.05      # |L·λ_a| below this: differences neither shrink nor grow over the depth
 
 
 @dataclass(frozen=True)
@@ -43,11 +40,44 @@ class ExponentsReport:
     def has_fixed_point(self) -> bool:
         return bool(np.isfinite(self.asymptotic.q_collapsed))
 
+    @property
+    def words_depth(self) -> int:
+        """The depth L the words are about: the profile's, else ``WORDS_DEPTH``."""
+        return WORDS_DEPTH if self.profile is None else self.profile.depth
+
+    @property
+    def totals(self) -> tuple[float, float]:
+        """(L·λ_a, L·λ_g) at ``words_depth``: the finite-depth totals where there is a
+        profile, else L times the asymptotic rates."""
+        if self.profile is not None:
+            p = self.profile
+            return float(p.log_spread[-1]), float(p.log_jac[-1])
+        depth = self.words_depth
+        return depth * float(self.asymptotic.lambda_a), depth * float(self.asymptotic.lambda_g)
+
+    @property
+    def phase(self) -> str:
+        """ordered / chaotic / near the edge / undefined (``sigprop.theory.regimes``)."""
+        return str(angle_regime(self.totals[0]))
+
+    @property
+    def gradients(self) -> str:
+        """vanishing / exploding / near the edge / undefined (``sigprop.theory.regimes``)."""
+        return str(gradient_regime(self.totals[1]))
+
+    def __repr__(self) -> str:
+        e = self.asymptotic
+        depth = "" if self.profile is None else f", depth={self.profile.depth}"
+        return (f"ExponentsReport({self.arch.describe()!r}{depth}, lambda_a={float(e.lambda_a):+.4g}, "
+                f"lambda_g={float(e.lambda_g):+.4g}, phase={self.phase!r}, "
+                f"gradients={self.gradients!r})")
+
     def to_json(self) -> dict[str, Any]:
         """{"lambda_a", "lambda_g", "lambda_a_depth", "lambda_g_depth", "q_star", "rho_star",
-        "q_collapsed", "phase", "gradients", "architecture", "hyperparameters",
-        "finite_depth"}; the ``_depth`` exponents are λ^(L) (null without a depth), every
-        undefined value is null."""
+        "q_collapsed", "phase", "gradients", "words_depth", "verdict", "architecture",
+        "hyperparameters", "finite_depth"}; the ``_depth`` exponents are λ^(L) (null without a
+        depth), "phase" and "gradients" the words for the totals over "words_depth" layers,
+        every undefined value is null."""
         e = self.asymptotic
         p = self.profile
         return {
@@ -58,8 +88,10 @@ class ExponentsReport:
             "q_star": finite_or_none(e.q_star),
             "rho_star": finite_or_none(e.rho_star),
             "q_collapsed": finite_or_none(e.q_collapsed),
-            "phase": str(e.phase),
-            "gradients": str(e.gradients),
+            "phase": self.phase,
+            "gradients": self.gradients,
+            "words_depth": self.words_depth,
+            "verdict": self.verdict(),
             "architecture": self.arch.describe(),
             "hyperparameters": {**self.arch.resolved().scalars(), "n_tokens": self.n_tokens},
             "finite_depth": None if self.profile is None else self._finite_depth(),
@@ -75,16 +107,15 @@ class ExponentsReport:
             "lambda_a": finite_or_none(p.lambda_a), "lambda_g": finite_or_none(p.lambda_g),
             "lambda_a_local": finite_or_none(p.local_lambda_a[-1]),
             "lambda_g_local": finite_or_none(p.local_lambda_g[-1]),
-            "phase": str(sign_label(p.lambda_a, "ordered", "chaotic")),
-            "gradients": str(sign_label(p.lambda_g, "vanishing", "exploding")),
+            "phase": self.phase,
+            "gradients": self.gradients,
         }
 
     def verdict(self) -> str:
         """What the exponents mean over the network's depth, in one or two sentences."""
         if self.profile is not None:
             p = self.profile
-            text = _spelled_out(float(p.lambda_a), float(p.lambda_g), p.depth,
-                                self.arch["network"])
+            text = _spelled_out(*self.totals, p.depth, self.arch["network"])
             if not self.has_fixed_point:
                 text = ("No norm fixed point: q grows with depth (to q_L = "
                         f"{float(p.q[-1]):.3g} at L = {p.depth}), so the rates change from layer "
@@ -93,15 +124,14 @@ class ExponentsReport:
                            else f"ρ0 = {self.rho0:g}: ")
                         + text)
             return text
-        e = self.asymptotic
+        total_a, total_g = self.totals
         if self.signal_dies:
             return (f"The signal dies out: the norm's fixed point is q* = 0 (no bias). Distances "
-                    f"between inputs shrink with the norm, by e^{float(e.lambda_a) * VERDICT_DEPTH:.1f}"
-                    f" over {VERDICT_DEPTH} layers (λ_a = log χ_1 here is the decay rate of q − p), "
+                    f"between inputs shrink with the norm, by e^{total_a:.1f} over "
+                    f"{WORDS_DEPTH} layers (λ_a = log χ_1 here is the decay rate of q − p), "
                     "while their angles change only slowly; ‖∂X_L/∂X_0‖² changes by "
-                    f"e^{float(e.lambda_g) * VERDICT_DEPTH:.1f} over {VERDICT_DEPTH} layers.")
-        return _spelled_out(float(e.lambda_a), float(e.lambda_g), VERDICT_DEPTH,
-                            self.arch["network"])
+                    f"e^{total_g:.1f} over {WORDS_DEPTH} layers.")
+        return _spelled_out(total_a, total_g, WORDS_DEPTH, self.arch["network"])
 
     @property
     def signal_dies(self) -> bool:
@@ -150,80 +180,23 @@ def exponents(
     return ExponentsReport(block.resolved(depth), n_tokens, asymptotic, profile, q0, rho0)
 
 
-@dataclass(frozen=True)
-class TrajectoryReport:
-    """q_l, p_l, ρ_l and log_jac_l for l = 0..L (l = 0 the input); for causal attention the
-    position averages, with ``q_i`` and ``log_jac_i`` per position i (shape (L + 1, n))."""
-
-    arch: Architecture
-    n_tokens: int
-    q: np.ndarray
-    p: np.ndarray
-    rho: np.ndarray
-    log_jac: np.ndarray
-    q_i: np.ndarray | None = None
-    log_jac_i: np.ndarray | None = None
-
-    @property
-    def depth(self) -> int:
-        return self.q.shape[0] - 1
-
-    def layers(self) -> list[dict[str, Any]]:
-        """[{"l", "q", "p", "rho", "log_jac"}, …], causal: with "q_i" and "log_jac_i" lists."""
-        rows = [{"l": l, "q": float(self.q[l]), "p": float(self.p[l]), "rho": float(self.rho[l]),
-                 "log_jac": float(self.log_jac[l])} for l in range(self.depth + 1)]
-        if self.q_i is not None:
-            for l, row in enumerate(rows):
-                row["q_i"] = self.q_i[l].tolist()
-                row["log_jac_i"] = self.log_jac_i[l].tolist()
-        return rows
-
-    def to_json(self) -> dict[str, Any]:
-        return {"layers": self.layers(), "architecture": self.arch.describe(),
-                "hyperparameters": {**self.arch.scalars(), "n_tokens": self.n_tokens}}
-
-
-def trajectory(
-    arch: Architecture | str | None = None,
-    *,
-    depth: int | None = None,
-    n_tokens: int = 16,
-    q0: float = 1.0,
-    rho0: float = 0.0,
-    **values: Any,
-) -> TrajectoryReport:
-    """Predicted q_l, ρ_l and log(‖∂X_l/∂X_0‖_F² / (n d)) for l = 0..L from input tokens with
-    squared norm ``q0`` and cosine ``rho0``. ``depth`` defaults to the architecture's depth,
-    else 32. With causal attention (``causal=True``) the full n×n Gram matrices are propagated
-    (``sigprop.theory.causal``; a few seconds per 24 layers) and the report adds per-position
-    values. Other arguments as in ``exponents``."""
-    block = Architecture.load(arch).with_values(**values)
-    setting = Setting(n_tokens, depth_or(block, depth, 32), q0, rho0)  # validates them
-    n_tokens, depth, q0, rho0 = setting.n_tokens, setting.depth, setting.q0, setting.rho0
-    layer = block.theory_layer(depth)
-    if is_causal(layer):
-        path = causal_trajectory(layer, n_tokens, q0, rho0, depth)
-        return TrajectoryReport(block.resolved(depth), n_tokens, path.q, path.p, path.rho,
-                                path.log_jac, path.q_i, path.log_jac_i)
-    path = predict_trajectory(layer, n_tokens, q0, rho0, depth)
-    return TrajectoryReport(block.resolved(depth), n_tokens, path.q, path.p, path.rho,
-                            path.log_jac)
-
-
-def _spelled_out(lam_a: float, lam_g: float, depth: int, network: str = "transformer") -> str:
-    """One sentence on what per-layer rates mean for a network of ``depth`` layers; an MLP's
-    "tokens" are the inputs of a batch, which converge (ordered phase) rather than collapse
-    in rank through attention."""
-    if math.isnan(lam_a) or math.isnan(lam_g):
+def _spelled_out(total_a: float, total_g: float, depth: int, network: str = "transformer"
+                 ) -> str:
+    """One sentence on what the totals L·λ_a, L·λ_g mean for a network of ``depth`` layers, in
+    the words of ``sigprop.theory.regimes``; an MLP's "tokens" are the inputs of a batch,
+    which converge (ordered phase) rather than collapse in rank through attention."""
+    if math.isnan(total_a) or math.isnan(total_g):
         return "The exponents are undefined here."
-    total_a = lam_a * depth
     what, collapse = (("token differences", "rank collapse") if network == "transformer" else
-                      ("differences between inputs", "ordered: distinct inputs converge"))
-    if abs(total_a) < MARGINAL:
-        angle = f"{what} neither shrink nor grow over {depth} layers (marginal)"
-    else:
-        angle = (f"{what} shrink by e^{total_a:.1f} over {depth} layers ({collapse})"
-                 if lam_a < 0 else
-                 f"{what} grow by e^{total_a:.1f} over {depth} layers (chaos)")
-    gradient = f"‖∂X_L/∂X_0‖² changes by e^{lam_g * depth:.1f} over {depth} layers"
-    return f"{angle}; {gradient}."
+                      ("differences between inputs", "distinct inputs converge"))
+    angle = {
+        "ordered": f"ordered: {what} shrink by e^{total_a:.1f} over {depth} layers ({collapse})",
+        "chaotic": f"chaotic: {what} grow by e^{total_a:.1f} over {depth} layers",
+        "near the edge": f"near the edge of chaos: {what} change by only e^{total_a:.2f} over "
+                         f"{depth} layers",
+    }[str(angle_regime(total_a))]
+    kind = str(gradient_regime(total_g))
+    grows = f"‖∂X_L/∂X_0‖² changes by e^{total_g:.1f} over {depth} layers"
+    gradient = (f"gradients near the edge: {grows}" if kind == "near the edge" else
+                f"gradients {kind}: {grows}")
+    return f"{angle[0].upper()}{angle[1:]}; {gradient}."

@@ -3,7 +3,7 @@
 ``predict(storage, study, alpha=0.4, sigma_w=1.75)`` answers from the study's finished trials:
 
 1. Features. Only what can be computed for a new point from its hyperparameters counts: the
-   theory columns of ``sigprop.train.exponents.theory_at_init`` (the function that computes
+   theory columns of ``sigprop.experiment.init_exponents.theory_at_init`` (the function that computes
    them for every trial of a sweep) and the swept hyperparameters themselves. Each trial's
    theory columns are recomputed from its config by that function, so trials and new points
    get their features from the same code; the columns measured on the LM at initialization
@@ -32,21 +32,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
-import sqlalchemy
 
 from sigprop.analysis import analyze
 from sigprop.analysis.outcomes import EXPONENT_COLUMNS, trial_outcomes
 from sigprop.analysis.predictors import FITS, REPEATS, FittedModel
-from sigprop.experiment import _MEASURE, study_architecture
-from sigprop.slices import finite_or_none
+from sigprop.experiment.trial import MEASUREMENT, study_architecture
+from sigprop.runtime.values import finite_or_none
 from sigprop.spec import (
     ALIASES,
     HYPERPARAMETERS,
@@ -57,9 +54,9 @@ from sigprop.spec import (
     declaration,
 )
 from sigprop.spec.expressions import DepthFormula
-from sigprop.sweep import SweepSpec, normalize_storage, open_study, trials_frame
-from sigprop.sweep.storage import connect
-from sigprop.train.exponents import theory_at_init
+from sigprop.sweep import SweepSpec, trials_frame
+from sigprop.sweep.storage import existing_storage, find_study, read_artifact, write_artifact
+from sigprop.experiment.init_exponents import theory_at_init
 
 __all__ = ["COVERAGE", "FEATURES", "Initialization", "LossModel", "LossPrediction", "loss_model",
            "predict", "predictions", "predictions_frame"]
@@ -67,7 +64,7 @@ __all__ = ["COVERAGE", "FEATURES", "Initialization", "LossModel", "LossPredictio
 FORMAT = 2  # version of the saved JSON and its features; another version is refitted
 COVERAGE = 0.8  # nominal coverage of the interval: the 10th to 90th percentile of the residuals
 _QUANTILES = ((1.0 - COVERAGE) / 2.0, (1.0 + COVERAGE) / 2.0)
-_ATTRIBUTE = "predictor"  # the study's user attribute holding the fit outside SQLite
+_ARTIFACT = "predictor"  # X.<study>.predictor.json beside SQLite X, else a user attribute
 _BLOCK = tuple(d.name for d in (*HYPERPARAMETERS, *OPTIONS) if d.name != "causal")
 _GIVEN = {d.name for d in (*HYPERPARAMETERS, *ALIASES, *OPTIONS) if d.name != "causal"}
 _NUMERIC = {d.name for d in (*HYPERPARAMETERS, *ALIASES)}
@@ -134,7 +131,27 @@ class LossPrediction:
             "cv_r2_sd": self.cv_r2_sd,
             "coverage": self.coverage,
             "hyperparameters": self.hyperparameters,
+            "verdict": self.verdict(),
         }
+
+    def verdict(self) -> str:
+        """The prediction, its interval and the predictor, in one or two sentences."""
+        at = ", ".join(f"{k} = {v}" for k, v in self.hyperparameters.items())
+        if np.isnan(self.predicted_loss):
+            text = f"No prediction at {at}: a feature is not finite."
+        else:
+            text = (f"Predicted final test loss at {at}: {self.predicted_loss:.3f} nats/char "
+                    f"({self.coverage:.0%} interval {self.low:.3f}–{self.high:.3f}).")
+        if self.extrapolation:
+            text += " Extrapolation: outside what the study trained in " + ", ".join(self.outside) + "."
+        kind = " (the baseline on the raw hyperparameters)" if self.baseline else ""
+        return text + (f" Predictor: {self.predictor}{kind}, cross-validated R² "
+                       f"{self.cv_r2:.2f} ± {self.cv_r2_sd:.2f}.")
+
+    def __repr__(self) -> str:
+        return (f"LossPrediction({self.hyperparameters}, predicted_loss="
+                f"{self.predicted_loss:.4g}, interval=({self.low:.4g}, {self.high:.4g}), "
+                f"extrapolation={self.extrapolation})")
 
     def row(self) -> dict[str, Any]:
         """One flat row (a CSV line): the given hyperparameters, the prediction and interval,
@@ -257,13 +274,16 @@ class LossModel:
         return bool(low - slack <= value <= high + slack)
 
 
-def predict(storage: str | Path, study: str | None = None,
+DEFAULT_STORAGE = Path("results/sweep/sweep.sqlite")  # where ``sigprop sweep`` writes by default
+
+
+def predict(storage: str | Path | None = None, study: str | None = None,
             points: pd.DataFrame | list[Mapping[str, Any]] | None = None, *,
             cv_repeats: int = REPEATS, refit: bool = False,
             **hyperparameters: Any) -> LossPrediction | pd.DataFrame:
     """The final test loss the initialization ``hyperparameters`` will reach, predicted from the
-    finished trials of ``study`` in ``storage`` (a SQLite path or database URL; the study may be
-    omitted when the storage holds one). Hyperparameters not given take the study's fixed
+    finished trials of ``study`` in ``storage`` (a SQLite path or database URL, default
+    ``DEFAULT_STORAGE``; the study may be omitted when the storage holds one). Hyperparameters not given take the study's fixed
     values; every swept one must be given (an alias such as alpha, or what it sets).
 
     With ``points`` (a DataFrame or a list of dicts, columns or keys hyperparameter names) one
@@ -277,14 +297,14 @@ def predict(storage: str | Path, study: str | None = None,
     return reports[0] if points is None else predictions_frame(reports)
 
 
-def predictions(storage: str | Path, study: str | None = None,
+def predictions(storage: str | Path | None = None, study: str | None = None,
                 points: pd.DataFrame | list[Mapping[str, Any]] | None = None, *,
                 cv_repeats: int = REPEATS, refit: bool = False,
                 **hyperparameters: Any) -> list[LossPrediction]:
     """``predict``'s reports, one per point (one without ``points``). Every point is checked
     before the predictor is loaded or fitted."""
-    url = _url(storage)
-    name, attrs = _study(url, study)
+    url = existing_storage(DEFAULT_STORAGE if storage is None else storage)
+    name, attrs = find_study(url, study)
     common = _named(hyperparameters, "hyperparameter")
     given = [common] if points is None else _points(points, common)
     axes = _axes(attrs)
@@ -310,8 +330,8 @@ def loss_model(storage: str | Path, study: str | None = None, *, cv_repeats: int
                refit: bool = False) -> LossModel:
     """The study's saved predictor if its fingerprint matches the finished trials and
     ``cv_repeats``, else (or with ``refit``) a new fit, which is saved."""
-    url = _url(storage)
-    name, attrs = _study(url, study)
+    url = existing_storage(storage)
+    name, attrs = find_study(url, study)
     return _loaded_or_fitted(url, name, attrs, cv_repeats, refit)
 
 
@@ -326,11 +346,11 @@ def _loaded_or_fitted(url: str, name: str, attrs: Mapping[str, Any], cv_repeats:
         raise InvalidHyperparameter(f"study {name!r} has no finished trials yet")
     outcomes = trial_outcomes(finished, int(finished["vocab_size"].dropna().iloc[0]))
     fingerprint = _fingerprint(outcomes, cv_repeats)
-    saved = None if refit else _read(url, name, attrs)
+    saved = None if refit else read_artifact(url, name, attrs, _ARTIFACT)
     if saved and saved.get("format") == FORMAT and saved.get("fingerprint") == fingerprint:
         return LossModel.from_json(saved)
     model = _fit(name, attrs, finished, fingerprint, cv_repeats)
-    _write(url, name, model.to_json())
+    write_artifact(url, name, _ARTIFACT, model.to_json())
     return model
 
 
@@ -340,7 +360,7 @@ def _fit(name: str, attrs: Mapping[str, Any], finished: pd.DataFrame, fingerprin
     trials, and collect what the JSON holds (module docstring)."""
     fixed, axes = attrs["fixed"], _axes(attrs)
     depth = int(fixed["depth"])
-    n_tokens = int(fixed.get("measure_tokens", _MEASURE["measure_tokens"]))
+    n_tokens = int(fixed.get("measure_tokens", MEASUREMENT["measure_tokens"]))
     if not axes:
         raise InvalidHyperparameter(f"study {name!r} swept no hyperparameter: there is nothing "
                                     "to predict from")
@@ -545,67 +565,3 @@ def _fingerprint(outcomes: pd.DataFrame, cv_repeats: int) -> str:
                     zip(outcomes["number"], outcomes["status"], outcomes["loss"]))
     text = json.dumps({"format": FORMAT, "cv_repeats": cv_repeats, "trials": trials})
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _url(storage: str | Path) -> str:
-    """The storage's URL; a SQLite file must exist (opening it would create an empty one)."""
-    url = normalize_storage(str(storage), Path(str(storage)))
-    if url.startswith("sqlite"):
-        database = Path(sqlalchemy.engine.make_url(url).database)
-        if not database.is_file():
-            raise InvalidHyperparameter(f"storage: no such SQLite file {database}")
-    return url
-
-
-def _study(url: str, study: str | None) -> tuple[str, dict[str, Any]]:
-    """The name and user attributes of ``study``, or of the storage's only study."""
-    studies = {s.study_name: s for s in connect(url).get_all_studies()}
-    names = sorted(studies)
-    if study is None and len(names) == 1:
-        study = names[0]
-    elif not names:
-        raise InvalidHyperparameter(f"storage {url} holds no study")
-    elif study is None:
-        raise InvalidHyperparameter(f"storage holds {len(names)} studies; choose one with "
-                                    f"--study: {', '.join(names)}")
-    elif study not in studies:
-        raise InvalidHyperparameter(f"no study named {study!r} in the storage; available: "
-                                    f"{', '.join(names)}")
-    attrs = studies[study].user_attrs
-    if "fixed" not in attrs:
-        raise InvalidHyperparameter(f"study {study!r} is not a sigprop sweep (no stored spec)")
-    return study, attrs
-
-
-def _path(url: str, study: str) -> Path | None:
-    """The predictor's file beside a SQLite database, or None (other databases keep it in the
-    study's user attribute "predictor")."""
-    if not url.startswith("sqlite"):
-        return None
-    database = Path(sqlalchemy.engine.make_url(url).database)
-    safe = re.sub(r"[^\w.-]", "_", study)
-    return database.with_name(f"{database.stem}.{safe}.predictor.json")
-
-
-def _read(url: str, study: str, attrs: Mapping[str, Any]) -> dict | None:
-    """The saved predictor JSON (in the study's user attributes ``attrs`` without a file), or
-    None if there is none or it cannot be read."""
-    path = _path(url, study)
-    if path is None:
-        return attrs.get(_ATTRIBUTE)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) and data.get("study") == study else None
-
-
-def _write(url: str, study: str, data: dict) -> None:
-    """Save the predictor JSON (atomically replacing a file)."""
-    path = _path(url, study)
-    if path is None:
-        open_study(url, study, None).set_user_attr(_ATTRIBUTE, data)
-        return
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
-    os.replace(partial, path)

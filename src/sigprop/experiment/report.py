@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from sigprop.analysis import Analysis
-from sigprop.focus import focus_markdown
+from sigprop.experiment.focus import focus_markdown
 from sigprop.spec import Architecture, axis
 
 

@@ -19,19 +19,21 @@ from typing import Any, Callable, Mapping
 import torch
 
 from sigprop.data import copy_task, shakespeare
-from sigprop.devices import resolve_device
+from sigprop.runtime.devices import resolve_device
 from sigprop.spec import Architecture, InvalidHyperparameter, axis, canonical_names, depth_or
 from sigprop.spec.declarations import HYPERPARAMETERS, OPTIONS
 from sigprop.sweep import Evaluate, SweepSpec
-from sigprop.sweep.screen import DEFAULT_TAU, Screen, screen_samples
-from sigprop.train import TrainSettings, exponents_at_init, train_together
+from sigprop.experiment.screen import Screen
+from sigprop.sweep.screen import DEFAULT_TAU, screen_samples
+from sigprop.experiment.init_exponents import exponents_at_init
+from sigprop.train import TrainSettings, train_together
 from sigprop.train.model import CONFIG_KEYS, lm_architecture
 
 CORPORA = {"shakespeare": shakespeare, "copy": copy_task}
 # The device is not a setting of the study: the same study may go on on another machine.
 _SETTINGS = {f.name for f in fields(TrainSettings)} - {"seed", "dtype", "device"}
 # Settings of the measurement of the exponents at initialization, not of training.
-_MEASURE = {"measure_tokens": 16, "measure_seeds": 2, "measure_width": 128}
+MEASUREMENT = {"measure_tokens": 16, "measure_seeds": 2, "measure_width": 128}
 DEFAULT_DEPTH = 16
 
 
@@ -105,13 +107,13 @@ def sweep_spec(
         raise InvalidHyperparameter("--screen: screens the points of a search; give --sample "
                                     "NAME=LOW:HIGH and --samples N")
     screener = Screen(**screen, depth=depth,
-                      n_tokens=int(training.get("measure_tokens", _MEASURE["measure_tokens"])))
+                      n_tokens=int(training.get("measure_tokens", MEASUREMENT["measure_tokens"])))
     return screen_samples(spec, screener, on_screen)
 
 
 def make_evaluate(device: str = "auto") -> Evaluate:
     """The ``Evaluate`` of training sweeps on ``device`` (named
-    "sigprop.experiment:make_evaluate" in ``run_sweep``, which imports it in every worker
+    "sigprop.experiment.trial:make_evaluate" in ``run_study``, which imports it in every worker
     process and passes the device as a factory argument). ``ValueError`` for a bad device."""
     return functools.partial(evaluate, device=resolve_device(device))
 
@@ -130,9 +132,9 @@ def evaluate(configs: list[dict], device: str | torch.device = "auto") -> list[d
     corpus = CORPORA[shared.get("data", "shakespeare")]()
     points = [{k: v for k, v in config.items() if k in CONFIG_KEYS} for config in configs]
     at_init = exponents_at_init(
-        points, settings, n_tokens=int(shared.get("measure_tokens", _MEASURE["measure_tokens"])),
-        seeds=int(shared.get("measure_seeds", _MEASURE["measure_seeds"])),
-        width=int(shared.get("measure_width", _MEASURE["measure_width"])),
+        points, settings, n_tokens=int(shared.get("measure_tokens", MEASUREMENT["measure_tokens"])),
+        seeds=int(shared.get("measure_seeds", MEASUREMENT["measure_seeds"])),
+        width=int(shared.get("measure_width", MEASUREMENT["measure_width"])),
     )
     trained: list[dict] = [{} for _ in points]
     structures = [lm_architecture(p).structure for p in points]
@@ -192,10 +194,10 @@ def _shared_settings(configs: list[dict]) -> dict:
         other = {k: v for k, v in config.items() if k not in CONFIG_KEYS}
         if other != shared:
             raise ValueError("configs trained together must share every training setting")
-    unknown = sorted(set(shared) - _SETTINGS - set(_MEASURE) - {"data", "data_seed"})
+    unknown = sorted(set(shared) - _SETTINGS - set(MEASUREMENT) - {"data", "data_seed"})
     if unknown:
         raise ValueError(f"unknown sweep settings {unknown}; allowed: "
-                         f"{sorted(_SETTINGS | set(_MEASURE) | {'data', 'data_seed'})}")
+                         f"{sorted(_SETTINGS | set(MEASUREMENT) | {'data', 'data_seed'})}")
     if shared.get("data", "shakespeare") not in CORPORA:
         raise ValueError(f"data must be one of {', '.join(CORPORA)}; got {shared['data']!r}")
     return shared

@@ -13,7 +13,7 @@ at analysis time). So each config gets both:
 * measured on the causal layers at the trained width (``sigprop.measure``, every config and
   seed one member of a vmapped ensemble, on ``settings.device``, drawn on the CPU): λ_a over layers L..2L of a 2L-layer network after the
   norm has settled, λ_g from log_jac over the second half of an L-layer network (the
-  conventions of ``sigprop.simulation``), and the measured last-layer state at depth L.
+  conventions of ``sigprop.api.simulate``), and the measured last-layer state at depth L.
 """
 
 from __future__ import annotations

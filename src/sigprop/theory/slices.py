@@ -8,9 +8,8 @@ from the input geometry (q0, ρ0) (``sigprop.theory.depth``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -22,9 +21,9 @@ from sigprop.theory.causal import (
     first_position_lambda_g,
     is_causal,
 )
-from sigprop.theory.critical import CurvePoints, intersections, zero_curve
+from sigprop.theory.zero_curves import CurvePoints, intersections, zero_curve
 from sigprop.theory.depth import depth_profile
-from sigprop.theory.profile import DepthProfile
+from sigprop.theory.results import DepthProfile
 from sigprop.theory.dynamics import attracting_state, collapsed_growth, lambda_a, trajectory
 from sigprop.theory.exponents import Exponents, compute_exponents
 
@@ -156,8 +155,6 @@ def field(arch: Architecture, setting: Setting, name: str, x_axis: str | None, y
     return f
 
 
-# |L·λ| below which a finite-depth exponent counts as critical: e^(±0.5) over the whole stack.
-NEAR_CRITICAL = 0.5
 
 
 @dataclass(frozen=True)
@@ -180,14 +177,15 @@ class CriticalSet:
 def critical_set(
     arch: Architecture,
     setting: Setting,
+    x_axis: str | None,
+    x_range: tuple[float, float] | None,
     y_axis: str,
     y_range: tuple[float, float],
-    x_axis: str | None = None,
-    x_range: tuple[float, float] | None = None,
     x_points: int = 48,
     y_points: int = 64,
 ) -> CriticalSet:
-    """λ_a = 0, λ_g = 0 and both, solving for y (for every x on a grid when ``x_axis`` is set)."""
+    """λ_a = 0, λ_g = 0 and both, solving for y (for every x on a grid when ``x_axis`` is set;
+    ``x_axis`` None: the one-parameter slice along y)."""
     check_axes(x_axis, y_axis)
     f_a = field(arch, setting, "lambda_a", x_axis, y_axis)
     f_g = field(arch, setting, "lambda_g", x_axis, y_axis)
@@ -213,106 +211,6 @@ def _common_roots(curve_a: CurvePoints, f_g) -> CurvePoints:
         return curve_a
     both = np.abs(f_g(curve_a.x, curve_a.y)) < 1e-6
     return CurvePoints(curve_a.x[both], curve_a.y[both], curve_a.branch[both])
-
-
-@dataclass(frozen=True)
-class CriticalReport:
-    """The critical initializations of a slice, as ``sigprop.critical`` returns them."""
-
-    arch: Architecture
-    setting: Setting
-    x_axis: str | None
-    y_axis: str
-    found: CriticalSet
-
-    def near_critical(self) -> list[dict[str, Any]] | None:
-        """Finite depth only: the stretches of the λ_a^(L) = 0 curve on which |L·λ_g^(L)| <
-        ``NEAR_CRITICAL`` as well, one per run of consecutive curve points of a branch:
-        [{"branch", "x_low", "x_high", "y_low", "y_high", "max_abs_L_lambda_g"}]."""
-        if self.setting.depth is None:
-            return None
-        curve, depth = self.found.lambda_a_zero, self.setting.depth
-        near = np.abs(depth * self.found.lambda_g_on_edge) < NEAR_CRITICAL
-        segments = []
-        for branch in np.unique(curve.branch):
-            idx = np.flatnonzero(curve.branch == branch)
-            runs = np.split(idx, np.flatnonzero(np.diff(near[idx].astype(int)) != 0) + 1)
-            for run in runs:
-                if run.size and near[run[0]]:
-                    segments.append({
-                        "branch": int(branch),
-                        "x_low": float(curve.x[run].min()) if self.x_axis else None,
-                        "x_high": float(curve.x[run].max()) if self.x_axis else None,
-                        "y_low": float(curve.y[run].min()), "y_high": float(curve.y[run].max()),
-                        "max_abs_L_lambda_g": float(np.max(np.abs(
-                            depth * self.found.lambda_g_on_edge[run]))),
-                    })
-        return segments
-
-    def to_json(self) -> dict[str, Any]:
-        """{"x_axis", "y_axis", "lambda_a_zero": [{"x", "y", "branch"}, …], "lambda_g_zero",
-        "crossings", "closest_on_edge_of_chaos", "near_critical" (finite depth: the segments
-        of the λ_a = 0 curve with |L·λ_g| < 0.5; else null), "exponents", "depth", "q0",
-        "rho0", "hyperparameters"}."""
-        closest = self.found.closest
-        if closest is not None and self.x_axis is None:
-            closest = {**closest, "x": None}
-        return {
-            "x_axis": self.x_axis,
-            "y_axis": self.y_axis,
-            "lambda_a_zero": self._rows(self.found.lambda_a_zero),
-            "lambda_g_zero": self._rows(self.found.lambda_g_zero),
-            "crossings": self._rows(self.found.crossings),
-            "closest_on_edge_of_chaos": closest,
-            "near_critical": self.near_critical(),
-            "depth": self.setting.depth, "q0": self.setting.q0,
-            "rho0": self.setting.rho0 if self.setting.depth is not None else None,
-            "exponents": self.setting.label,
-            "architecture": self.arch.describe(),
-            "hyperparameters": {**self.arch.scalars(), "n_tokens": self.setting.n_tokens},
-        }
-
-    def _rows(self, curve: CurvePoints) -> list[dict]:
-        return [{"x": (float(cx) if self.x_axis else None), "y": float(cy), "branch": int(b)}
-                for cx, cy, b in zip(curve.x, curve.y, curve.branch)]
-
-
-def critical(
-    y: str = "sigma-w",
-    x: str | None = None,
-    arch: Architecture | str | None = None,
-    *,
-    x_range: tuple[float, float] | None = None,
-    y_range: tuple[float, float] | None = None,
-    points: int = 24,
-    n_tokens: int = 16,
-    depth: int | None = None,
-    q0: float = 1.0,
-    rho0: float = 1.0,
-    **values: Any,
-) -> CriticalReport:
-    """Critical initializations: where λ_a = 0 (edge of chaos), λ_g = 0 (edge of gradient
-    stability) and both, solving for ``y`` at each of ``points`` values of ``x`` (or in the
-    one-parameter slice along ``y`` when ``x`` is "none").
-
-    ``arch``: a preset name, a .json description file or an ``Architecture`` (default: the
-    reference transformer); ``values``: any declared hyperparameter or option (``sigma_b=1``);
-    ``x`` defaults to ``alpha`` for blocks in the paper's residual form and ``branch`` otherwise.
-    ``depth`` L switches to the finite-depth exponents λ^(L) from (q0, ρ0) (the only ones for
-    blocks without a norm fixed point; ρ0 = 1 is the limit of nearly collapsed inputs). Then
-    the report also lists the near-critical segment of the λ_a^(L) = 0 curve, where
-    |L·λ_g^(L)| < ``NEAR_CRITICAL`` too: at finite depth the crossing is often ill-conditioned
-    (λ_g^(L) stays small along a long stretch of the edge), and the segment says how far.
-    Raises ``InvalidHyperparameter``.
-    """
-    block = Architecture.load(arch).with_values(**values)
-    x_axis = default_x_axis(block) if x is None else (None if x == "none" else x)
-    y_range = axis_range(y, y_range or block.plot_range(y), 2)
-    x_range = axis_range(x_axis, x_range or block.plot_range(x_axis), points) if x_axis else None
-    setting = settle_definition(block, Setting(n_tokens, depth, q0, rho0), x_axis, x_range, y,
-                                y_range)
-    found = critical_set(block, setting, y, y_range, x_axis, x_range, x_points=points)
-    return CriticalReport(block, setting, x_axis, y, found)
 
 
 def settle_definition(arch: Architecture, setting: Setting, x_axis: str | None,
@@ -343,9 +241,3 @@ def default_x_axis(arch: Architecture) -> str:
     if arch["network"] == "mlp":
         return "sigma-b"
     return "alpha" if arch.alpha_form else "branch"
-
-
-def finite_or_none(value: Any) -> float | None:
-    """JSON has no NaN or infinities: they become null."""
-    value = float(value)
-    return value if math.isfinite(value) else None

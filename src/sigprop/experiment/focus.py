@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 
 from sigprop.analysis.outcomes import point_outcomes, trial_outcomes
-from sigprop.devices import resolve_device
-from sigprop.experiment import sweep_spec
-from sigprop.slices import critical
+from sigprop.runtime.devices import resolve_device
+from sigprop.experiment.trial import sweep_spec
+from sigprop.api.critical import critical
 from sigprop.spec import Architecture
-from sigprop.sweep import SweepSpec, normalize_storage, run_sweep, trials_frame
+from sigprop.sweep import SweepSpec, normalize_storage, run_study, trials_frame
 
 ALTERNATIVE_RHO0 = 0.99  # the second finite-depth crossing: both exponents from this input cosine
 
@@ -71,12 +71,12 @@ def candidates(scale: FocusScale, depth: int, arch: Architecture | str | None = 
     kwargs = dict(x_range=(0.02, 0.95), y_range=(0.3, 6.0), points=37)
 
     def crossing(**setting) -> dict | None:
-        found = critical("sigma-w", "alpha", base, depth=depth, **setting, **kwargs).found
+        found = critical("alpha", "sigma-w", base, depth=depth, **setting, **kwargs).found
         if not found.crossings.x.size:
             return None
         return {"alpha": float(found.crossings.x[0]), "sigma_w": float(found.crossings.y[0])}
 
-    closest = critical("sigma-w", "alpha", base, **kwargs).found.closest
+    closest = critical("alpha", "sigma-w", base, **kwargs).found.closest
     return {"crossing (ρ0 → 1)": crossing(),
             f"crossing (ρ0 = {ALTERNATIVE_RHO0:g})": crossing(rho0=ALTERNATIVE_RHO0),
             "asymptotic closest approach": None if closest is None else {
@@ -85,13 +85,13 @@ def candidates(scale: FocusScale, depth: int, arch: Architecture | str | None = 
 
 def run_focus(out: Path, scale: FocusScale = FocusScale(), storage: str | None = None,
               log: Callable[[str], None] = print, device: str = "auto") -> str:
-    """Train every depth's grid on ``device`` (``sigprop.devices``; resuming what is stored);
+    """Train every depth's grid on ``device`` (``sigprop.runtime.devices``; resuming what is stored);
     returns the storage URL."""
     resolve_device(device)
     url = normalize_storage(storage, out / "focus.sqlite")
     for depth in scale.depths:
         log(f"focused study at depth {depth}")
-        run_sweep(url, study_name(depth), focus_spec(scale, depth), "sigprop.experiment:make_evaluate",
+        run_study(url, study_name(depth), focus_spec(scale, depth), "sigprop.experiment.trial:make_evaluate",
                   workers=scale.workers, batch_size=scale.batch_size,
                   factory_kwargs={"device": device})
     return url

@@ -22,16 +22,17 @@ import numpy as np
 
 from sigprop.analysis import Analysis, analyze
 from sigprop.analysis.predictors import REPEATS
-from sigprop.devices import resolve_device
-from sigprop.diagrams import phase_diagram
-from sigprop.experiment import study_architecture, sweep_spec
+from sigprop.runtime.devices import resolve_device
+from sigprop.api.phase_diagram import phase_diagram
+from sigprop.experiment.trial import study_architecture, sweep_spec
 from sigprop.plots.simulate import plot_simulation
 from sigprop.plots.training import plot_loss_against_exponents, plot_loss_landscape, plot_predictions
-from sigprop.report import render
-from sigprop.simulation import SimulationSettings, simulate_points, theory_exponents
-from sigprop.slices import Setting, critical, default_x_axis, on_grid
+from sigprop.experiment.report import render
+from sigprop.api.simulate import SimulationSettings, simulate_points, theory_exponents
+from sigprop.api.critical import critical
+from sigprop.theory.slices import Setting, default_x_axis, on_grid
 from sigprop.spec import Architecture, InvalidHyperparameter, axis
-from sigprop.sweep import SweepSpec, normalize_storage, open_study, run_sweep, trials_frame
+from sigprop.sweep import SweepSpec, normalize_storage, open_study, run_study, trials_frame
 from sigprop.theory.exponents import compute_exponents
 
 
@@ -85,7 +86,7 @@ def reproduce(out: Path, scale: Scale, storage: str | None = None, workers: int 
     """Run the four stages into ``out`` and write ``out/report.md``; returns its path. With
     ``focus``, a folder where ``sigprop focus`` wrote its ``focus.json``, the report adds the
     focused study's result. The simulated networks and the sweep run on ``device``
-    (``sigprop.devices``; checked first)."""
+    (``sigprop.runtime.devices``; checked first)."""
     resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -117,7 +118,7 @@ def reproduce(out: Path, scale: Scale, storage: str | None = None, workers: int 
                       context=scale.context, batch=scale.batch, steps=scale.steps,
                       data="shakespeare", compile=scale.compile)
     study = STUDY if default.name == "reference" else f"{default.name}-lm-{x_key}-sigma_w"
-    run_sweep(storage, study, spec, "sigprop.experiment:make_evaluate",
+    run_study(storage, study, spec, "sigprop.experiment.trial:make_evaluate",
               workers=workers or scale.workers, batch_size=scale.batch_size,
               factory_kwargs={"device": device})
     timings["sweep"] = time.perf_counter() - start
@@ -218,7 +219,7 @@ def _theory(out: Path, default: Architecture, base: Architecture, x_key: str,
                                    depth=depth).write(out / name)[0]
                for name, arch in slices.items()}
     x_range = (0.05, 0.95) if x_key == "alpha" else (0.05, 1.0)
-    summary = critical("sigma-w", x_key, base, x_range=x_range, y_range=(0.1, 6.0), points=19,
+    summary = critical(x_key, "sigma-w", base, x_range=x_range, y_range=(0.1, 6.0), points=19,
                        depth=depth).to_json()
     return {**figures, "critical": summary,
             "definitions": _critical_by_definition(base, x_key, x_range, trained_depth)}
@@ -233,7 +234,7 @@ def _critical_by_definition(base: Architecture, x_key: str, x_range: tuple[float
     found = {}
     for key, (causal, at_depth) in settings.items():
         try:
-            report = critical("sigma-w", x_key, base.with_values(causal=causal),
+            report = critical(x_key, "sigma-w", base.with_values(causal=causal),
                               x_range=x_range, y_range=(0.1, 6.0), points=19,
                               depth=at_depth).to_json()
         except InvalidHyperparameter:  # no fixed point: only the finite-depth ones exist

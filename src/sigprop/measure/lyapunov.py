@@ -81,7 +81,7 @@ def empirical_lambda_a_points(
         log_ratios = collapsed_log_ratios(blocks, x0, t0).cpu().numpy()
         per_member.append(log_ratios[:, burn_in:].mean(axis=1))
     rates = np.concatenate(per_member).reshape(len(layers), len(seeds))
-    return [_estimate(row) for row in rates]
+    return [estimate(row) for row in rates]
 
 
 def empirical_lambda_g(
@@ -116,10 +116,10 @@ def lambda_g_from_log_jac(log_jac: np.ndarray, burn_in: int) -> Estimate:
     layer after ``burn_in``."""
     depth = log_jac.shape[-1] - 1
     _check_burn_in(burn_in, depth)
-    return _estimate((log_jac[:, depth] - log_jac[:, burn_in]) / (depth - burn_in))
+    return estimate((log_jac[:, depth] - log_jac[:, burn_in]) / (depth - burn_in))
 
 
-def _estimate(per_seed: np.ndarray) -> Estimate:
+def estimate(per_seed: np.ndarray) -> Estimate:
     n = per_seed.size
     stderr = float(per_seed.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
     return Estimate(mean=float(per_seed.mean()), stderr=stderr, per_seed=per_seed)

@@ -15,15 +15,20 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from sigprop.devices import resolve_device
+from sigprop.runtime.devices import resolve_device
 from sigprop.measure import Estimate, empirical_lambda_a_points, lambda_g_from_log_jac, measure_points
-from sigprop.slices import finite_or_none
+from sigprop.runtime.progress import progress_bar
+from sigprop.runtime.threads import torch_threads
+from sigprop.runtime.values import finite_or_none
 from sigprop.spec import Architecture, InvalidHyperparameter, axis, depth_or
 from sigprop.spec.components import structure
 from sigprop.spec.declarations import INPUTS, NUMERIC
 from sigprop.theory.causal import causal_collapsed_profile, causal_trajectory, is_causal
 from sigprop.theory.dynamics import collapsed_growth, trajectory
 from sigprop.theory.exponents import compute_exponents
+
+
+ENSEMBLE = 64  # networks per vmapped pass (``sigprop.measure``): the progress bar's unit
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,23 @@ class SimulationReport:
             return [p.name for p in self.points]
         return [" ".join(f"{h.symbol}={v[h.name]:g}" for h in varying) for v in values]
 
+    def verdict(self) -> str:
+        """Measured exponents next to the theory over the same layers, point by point."""
+        lines = []
+        for label, m, t in zip(self.labels(), self.measured, self.theory):
+            text = (f"{label}: measured λ_a = {m.lambda_a.mean:+.4f} ± {m.lambda_a.stderr:.4f}, "
+                    f"λ_g = {m.lambda_g.mean:+.4f} ± {m.lambda_g.stderr:.4f}")
+            if t is not None:
+                text += (f"; theory over the same layers λ_a = {t['lambda_a_window']:+.4f}, "
+                         f"λ_g = {t['lambda_g_window']:+.4f}")
+            lines.append(text + ".")
+        return " ".join(lines)
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return (f"SimulationReport({self.points[0].describe()!r}, points={len(self.points)}, "
+                f"depth={s.depth}, width={s.width}, seeds={len(s.seeds)})")
+
     def to_json(self) -> dict[str, Any]:
         """One point: {"layers": [{"l", "q", "rho", "log_jac"}, …], "lambda_a", "lambda_a_se",
         "lambda_g", "lambda_g_se", "theory", "settings", "architecture", "hyperparameters"}."""
@@ -114,6 +136,7 @@ class SimulationReport:
                          "seeds": list(self.settings.seeds), "n_probes": self.settings.n_probes},
             "architecture": self.points[0].describe(),
             "hyperparameters": {**self.points[0].scalars(), "n_tokens": self.settings.n_tokens},
+            "verdict": self.verdict(),
         }
 
     def write(self, out: str | Path) -> list[Path]:
@@ -144,8 +167,9 @@ def simulate(
     q0: float = 1.0,
     rho0: float = 0.0,
     n_tokens: int = 16,
-    device: str = "cpu",
-    on_layer: Callable[[], None] | None = None,
+    device: str = "auto",
+    show_progress: bool = False,
+    threads: int | str | None = None,
     **values: Any,
 ) -> SimulationReport:
     """Build random networks of the block at width ``width`` (``seeds`` seeds from ``seed``) and
@@ -154,8 +178,9 @@ def simulate(
     ``values``: declared hyperparameters and options; a list of values for a numeric
     hyperparameter adds points (every combination is simulated). ``depth`` defaults to the
     architecture's depth, else 24. ``device``: where the networks run ("auto", "cpu", "cuda";
-    they are drawn on the CPU, the theory stays there). ``on_layer`` is called after each
-    simulated layer (progress). Raises ``InvalidHyperparameter``.
+    they are drawn on the CPU, the theory stays there). ``show_progress``: a progress bar on
+    stderr; ``threads``: torch threads (default: the library's policy). Raises
+    ``InvalidHyperparameter``.
     """
     base = Architecture.load(arch)
     if seeds < 1:
@@ -165,7 +190,9 @@ def simulate(
     points = points_of(base, values)
     settings = SimulationSettings(depth_or(base, depth, 24), width, tuple(range(seed, seed + seeds)),
                                   n_probes, q0, rho0, n_tokens, device)
-    return simulate_points(points, settings, on_layer)
+    with torch_threads(threads), progress_bar(
+            layer_passes(len(points), settings), "simulating", show_progress) as step:
+        return simulate_points(points, settings, step)
 
 
 def points_of(base: Architecture, values: dict[str, Any]) -> list[Architecture]:
@@ -260,6 +287,13 @@ def _predicted_path(layer, settings: SimulationSettings):
         return causal_trajectory(layer, settings.n_tokens, settings.q0, settings.rho0,
                                  settings.depth)
     return trajectory(layer, settings.n_tokens, settings.q0, settings.rho0, settings.depth)
+
+
+def layer_passes(points: int, settings: SimulationSettings) -> int:
+    """How many layers ``simulate_points`` runs (progress): per ensemble pass of up to
+    ``ENSEMBLE`` networks, the L layers of the trajectory and the 2L of the angle exponent."""
+    passes = -(-points * len(settings.seeds) // ENSEMBLE)
+    return passes * (settings.depth + settings.angle_depth)
 
 
 def _stderr(values: np.ndarray) -> np.ndarray:
