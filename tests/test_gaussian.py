@@ -88,11 +88,13 @@ EDGE_CASES = [(0.01, 1.0), (100.0, -1.0), (100.0, 1.0)]  # 1-D references, cheap
 @pytest.mark.parametrize("activation", ["tanh", "gelu", "silu"])
 @pytest.mark.parametrize("var,c", CROSS_CASES + EDGE_CASES)
 def test_cross_moments_match_nested_quadrature(activation: str, var: float, c: float) -> None:
-    """The public call, and each of its two paths (θ-table, direct quadrature) forced."""
+    """The public call, and each of its two paths (θ-tables of the lattice, where the
+    variance is inside it, and direct quadrature) forced."""
     want = _reference_cross(activation, var, c)
     one_point = (np.array([var]), np.array([c]), True)
     for got in (cross_moments(activation, var, c * var),
-                _table_path(activation, *one_point[:2]),
+                *([mehler.lattice_moments(activation, *one_point)] if mehler.LATTICE_LOW <= var
+                  <= mehler.LATTICE_HIGH else []),
                 pair_moments(activation, *one_point)):
         for g, w, scale in zip(got, want, diagonal_moments(activation, var)):
             _assert_close(float(np.ravel(g)[0]), w, scale)
@@ -228,68 +230,53 @@ def test_windowed_diagonal_agrees_with_the_full_trapezoid(activation: str) -> No
 def test_direct_quadrature_agrees_with_tables(activation: str, var: float) -> None:
     tiny = np.array([1e-12, 1e-9, 1e-6, 1e-3])
     c = np.concatenate([np.linspace(-1, 1, 41), tiny, -tiny, 1 - tiny, tiny - 1])
-    var = np.full(c.size, var)
-    table = _table_path(activation, var, c)
+    var = np.full(c.size, var)  # a lattice variance: its own θ-table, no interpolation in var
+    table = mehler.lattice_moments(activation, var, c, True)
     direct = pair_moments(activation, var, c)
     for t, d, scale in zip(table, direct, diagonal_moments(activation, var[0])):
         assert np.max(np.abs(t - d)) <= 1e-10 * scale
 
 
-def _table_path(activation: str, var: np.ndarray, c: np.ndarray) -> list[np.ndarray]:
-    """Both cross moments read off the θ-tables alone (built if missing)."""
-    unique, inverse = np.unique(var, return_inverse=True)
-    return mehler.table_moments(activation, unique, inverse.ravel(), c, True)
+@pytest.mark.parametrize("activation", ["tanh", "gelu", "silu"])
+def test_lattice_interpolation_in_the_variance_agrees_with_direct_quadrature(activation: str
+                                                                             ) -> None:
+    """Between lattice variances the moments are interpolated in log var: within 3e-11 of the
+    Cauchy–Schwarz bound of direct quadrature at random variances and correlations."""
+    rng = np.random.default_rng(7)
+    var = np.exp(rng.uniform(np.log(mehler.LATTICE_LOW), np.log(mehler.LATTICE_HIGH), 400))
+    c = np.concatenate([rng.uniform(-1, 1, 396), [1 - 1e-12, -1 + 1e-9, 1e-9, 0.0]])
+    lattice = cross_moments(activation, var, c * var)
+    direct = pair_moments(activation, var, c)
+    for got, want, scale in zip(lattice, direct, diagonal_moments(activation, var)):
+        assert np.max(np.abs(got - want) / scale) <= 3e-11
 
 
-@pytest.fixture
-def fresh_path_state(monkeypatch):
-    """No θ-table (in memory or on disk) and no accrued direct points, as in a new process with
-    an empty table cache; the caches are put back afterwards so that later tests do not
-    rebuild their tables."""
-    monkeypatch.setenv("SIGPROP_CACHE", "off")
-    saved = mehler._CACHE.copy(), gaussian._ACCRUED.copy()
-    mehler._CACHE.clear()
-    gaussian._ACCRUED.clear()
-    mehler._bank.cache_clear()
-    yield
-    for store, old in zip((mehler._CACHE, gaussian._ACCRUED), saved):
-        store.clear()
-        store.update(old)
-    mehler._bank.cache_clear()
-
-
-def test_mixed_call_puts_table_direct_and_diagonal_values_in_place(fresh_path_state) -> None:
-    many = np.full(64, 4.0)  # 64 points >= the price of a table at var 4: built and cached
-    cross_moments("tanh", many, np.linspace(-1, 1, 64) * many)
-    assert ("tanh", 4.0) in mehler._CACHE
-    var = np.array([[4.0, 1e3, 2.5, 4.0], [1e3, 4.0, 2.5, 1e3]])
+def test_cross_moments_route_lattice_direct_and_diagonal_points() -> None:
+    """Inside the lattice's range the tables answer, outside it the direct quadrature, at c = 1
+    the diagonal moments; every value lands in its place."""
+    var = np.array([[4.0, 1e3, 2.5, 4.0], [1e3, 4.0, 0.001, 1e3]])
     c = np.array([[0.3, -0.8, 0.5, -1.0], [0.999, 1.0, -0.2, 0.0]])
     phi, dphi = cross_moments("tanh", var, c * var)
     diagonal = c == 1.0
-    table = (var == 4.0) & ~diagonal
-    direct = ~table & ~diagonal
-    want_table = _table_path("tanh", var[table], c[table])
+    tabled = (var >= mehler.LATTICE_LOW) & (var <= mehler.LATTICE_HIGH) & ~diagonal
+    direct = ~tabled & ~diagonal
+    want_table = mehler.lattice_moments("tanh", var[tabled], c[tabled], True)
     want_direct = pair_moments("tanh", var[direct], c[direct])
     for got, t, d, diag in zip((phi, dphi), want_table, want_direct, diagonal_moments("tanh", 4.0)):
-        np.testing.assert_allclose(got[table], t, rtol=1e-14, atol=0)
+        np.testing.assert_allclose(got[tabled], t, rtol=1e-14, atol=0)
         np.testing.assert_allclose(got[direct], d, rtol=1e-14, atol=0)
         assert got[diagonal] == diag
-    assert ("tanh", 1e3) not in mehler._CACHE and ("tanh", 2.5) not in mehler._CACHE
 
 
-def test_table_is_built_once_direct_points_would_cost_more(fresh_path_state) -> None:
-    """Rent or buy: calls at one var integrate directly until their points reach the table's
-    price; above _TABLE_MAX_VAR no table is built however many points."""
-    var, price = 2.0, gaussian._table_price("gelu", 2.0)
-    for _ in range(int(np.ceil(price)) - 1):
-        cross_moments("gelu", var, 0.1 * var)
-        assert ("gelu", var) not in mehler._CACHE
-    direct = cross_moments("gelu", var, 0.1 * var)
-    assert ("gelu", var) in mehler._CACHE
-    np.testing.assert_allclose(cross_moments("gelu", var, 0.1 * var), direct, rtol=1e-10)
-    large = np.full(int(np.ceil(gaussian._table_price("gelu", 150.0))), 150.0)
-    cross_moments("gelu", large, 0.5 * large, derivative=False)
-    assert ("gelu", 150.0) not in mehler._CACHE
+def test_only_lattice_tables_are_built() -> None:
+    """A plane of variances (one per point) builds no table of its own: the tables in memory
+    are lattice variances 2^(j/8), however many points."""
+    var = np.linspace(0.5, 9.0, 1000)
+    cross_moments("silu", var, 0.3 * var)
+    built = [v for (name, v) in mehler._CACHE if name == "silu"]
+    assert built and all(abs(np.log2(v) * mehler.LATTICE_PER_OCTAVE
+                             - round(np.log2(v) * mehler.LATTICE_PER_OCTAVE)) < 1e-9
+                         for v in built)
 
 
 @pytest.mark.parametrize("c", [-0.5, 0.3, 0.9])

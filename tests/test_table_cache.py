@@ -159,3 +159,54 @@ def test_location(tmp_path, monkeypatch):
     assert cache_directory() == tmp_path / "home" / ".cache" / "sigprop"
     cached("k", ("v1",), Counter([1.0]))
     assert len(files(tmp_path / "home" / ".cache" / "sigprop" / "k")) == 1
+
+
+def test_trim_keeps_the_cache_within_its_bound_dropping_the_least_recently_used(cache):
+    arrays = [np.full(1024, float(i)) for i in range(12)]  # 8 kB each
+    for i, array in enumerate(arrays):
+        table_cache.store("k", ("v1", i), array)
+        os.utime(cache / "k" / f"{key_digest(('v1', i))}.npy", (1000 + i, 1000 + i))
+    assert table_cache.stored("k", ("v1", 0)) is not None  # read: now the most recently used
+    size = sum(p.stat().st_size for p in (cache / "k").iterdir())
+    bound = size // 2
+    deleted = table_cache.trim(cache, bound)
+    left = sum(p.stat().st_size for p in (cache / "k").iterdir())
+    assert deleted > 0 and left <= table_cache.TRIM_TO * bound
+    assert table_cache.stored("k", ("v1", 0)) is not None  # used last, kept
+    assert table_cache.stored("k", ("v1", 1)) is None  # the oldest, dropped
+    assert table_cache.trim(cache, bound) == 0  # within the bound: nothing to do
+
+
+def test_stores_trim_the_cache_on_their_own(cache, monkeypatch):
+    monkeypatch.setenv("SIGPROP_CACHE_MB", str(64 * 1024 / 2**20))  # 64 kB
+    monkeypatch.setattr(table_cache, "_stores", 0)
+    for i in range(3 * table_cache.TRIM_EVERY):
+        table_cache.store("k", ("v1", i), np.full(1024, float(i)))  # 8 kB each
+    total = sum(p.stat().st_size for p in (cache / "k").iterdir())
+    assert total <= 64 * 1024 + table_cache.TRIM_EVERY * 8 * 1024
+
+
+def test_a_bad_size_bound_is_named(monkeypatch):
+    monkeypatch.setenv("SIGPROP_CACHE_MB", "lots")
+    with pytest.raises(ValueError, match="SIGPROP_CACHE_MB"):
+        table_cache.size_bound()
+
+
+def test_processes_sharing_a_trimmed_cache_read_whole_arrays_or_recompute(cache):
+    """Several processes store, read and trim one small cache at once: every value they get
+    back is the right one (read whole, or recomputed after another process deleted it)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, sigprop.theory.table_cache as c\n"
+        "for i in range(300):\n"
+        "    key = ('v1', i % 40)\n"
+        "    got = c.cached('k', key, lambda: np.full(2048, float(key[1])))\n"
+        "    assert got.shape == (2048,) and np.all(got == key[1]), (key, got[:3])\n"
+        "    if i % 7 == 0:\n"
+        "        c.trim(c.cache_directory(), 100_000)\n"
+    )
+    env = {**os.environ, "SIGPROP_CACHE": str(cache)}
+    workers = [subprocess.Popen([sys.executable, "-c", script], env=env) for _ in range(3)]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0, 0]

@@ -70,7 +70,8 @@ from typing_extensions import Unpack
 
 from sigprop.init.ensemble import Evaluation, ScaledEnsemble
 from sigprop.init.explain import MEANING, advice, constraint, input_geometry, missed
-from sigprop.init.knobs import FAMILY_DEFAULTS, Knob, check_knobs, knob_slots, slot_mean
+from sigprop.init.knobs import (FAMILY_DEFAULTS, PLAIN_DEFAULTS, Knob, check_knobs, family_knobs,
+                                 knob_slots, slot_mean)
 from sigprop.init.result import CriticalInit, apply_init, apply_scales, load_init, summary
 from sigprop.init.solve import Solution, solve
 from sigprop.init.warm_start import hf_theory_model, theory_start
@@ -260,19 +261,24 @@ def initialized_model(
 def _knobs(names: Sequence[str] | None, family: str, model: nn.Module,
            block_path: str | None) -> tuple[Knob, ...]:
     """The named knobs (checked against the family), or the family's defaults that match
-    something in ``model``."""
+    something in ``model``, or, where none does (plain layers h ← φ(W h + b)), the knobs of
+    ``PLAIN_DEFAULTS`` that do."""
     if names is not None:
         return check_knobs(list(names), family)
-    chosen = []
-    for knob in check_knobs(list(FAMILY_DEFAULTS[family]), family):
-        try:
-            knob_slots(model, None, block_path, (knob,))
-        except DiagnoseError:
-            continue  # e.g. forget_bias of a vanilla nn.RNN
-        chosen.append(knob)
-    if not chosen:
-        knob_slots(model, None, block_path, check_knobs(list(FAMILY_DEFAULTS[family]), family))
-    return tuple(chosen)
+    reasons = []
+    for defaults in (FAMILY_DEFAULTS[family], PLAIN_DEFAULTS):
+        chosen = []
+        for knob in check_knobs(list(defaults), family):
+            try:
+                knob_slots(model, None, block_path, (knob,))
+            except DiagnoseError as error:  # e.g. forget_bias of a vanilla nn.RNN
+                reasons.append(str(error))
+                continue
+            chosen.append(knob)
+        if chosen:
+            return tuple(chosen)
+    raise DiagnoseError(f"no default knob fits this model ({reasons[0]}); name the knobs "
+                        f"(knobs=…, --knob) among {', '.join(family_knobs(family))}")
 
 
 def _bounds(knob: Knob, min_branch: float, min_scale: float, max_scale: float,

@@ -84,8 +84,9 @@ class ScaledEnsemble:
 
     @property
     def parameter_names(self) -> dict[str, list[str]]:
-        """Knob → the parameter names it scales (seed 0's model; every seed builds the same)."""
-        return {knob: sorted({slot.name for slot in slots})
+        """Knob → the parameters it scales (seed 0's model; every seed builds the same), as
+        ``Slot.key``: "block index.name inside the block"."""
+        return {knob: sorted({slot.key for slot in slots})
                 for knob, slots in self.slots[0].items()}
 
     def evaluate(self, scales: dict[str, float]) -> Evaluation:

@@ -61,6 +61,7 @@ from sigprop.measure.blocks import DiagnoseError, find_blocks
 
 KnobKind = Literal["branch", "weight", "shift", "set"]
 MULTIPLICATIVE = ("branch", "weight")
+ANY = "any"  # the family of knobs that fit the blocks of every family
 
 
 @dataclass(frozen=True)
@@ -149,9 +150,12 @@ KNOBS: dict[str, Knob] = {knob.name: knob for knob in (
          "gate f, a GRU's update gate z; rows [H, 2H) of bias_ih_l0): + t", (
         (Target(r"^bias_ih_l0$", (1, 4), owner=(nn.LSTM,)),
          Target(r"^bias_ih_l0$", (1, 3), owner=(nn.GRU,))),), "recurrent"),
-    # ------------------------------------------------------------------ graph
-    Knob("weights", "weight", "every weight matrix of the message-passing layers: σ_w × s", (
-        (Target(r"(^|\.)(weight|W)$", min_ndim=2),),), "graph"),
+    # ------------------------------------------------------------------ any family
+    Knob("weights", "weight", "every weight matrix of the blocks (a Linear, a convolution, a "
+         "graph convolution's W): σ_w × s", (
+        (Target(r"(^|\.)(weight|W)$", min_ndim=2),),), ANY),
+    Knob("biases", "weight", "every bias of the blocks' Linear and convolution layers: σ_b × s",
+         ((Target(r"(^|\.)bias$", owner=(nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)),),), ANY),
 )}
 
 FAMILY_DEFAULTS: dict[str, tuple[str, ...]] = {
@@ -163,25 +167,34 @@ FAMILY_DEFAULTS: dict[str, tuple[str, ...]] = {
 """The knobs searched when none is named, per family; a default that matches nothing in the
 model (forget_bias of a vanilla nn.RNN) is left out."""
 
+PLAIN_DEFAULTS = ("weights", "biases")
+"""The knobs searched when none of the family's defaults matches the blocks: plain layers
+h ← φ(W h + b) (a deep MLP's ``nn.Linear``, a plain CNN's ``nn.Conv2d``), whose σ_w and σ_b
+set both exponents (docs/theory.md §11)."""
+
 FAMILY_WORDS = {"transformer": "a transformer", "convolutional": "a convolutional network",
                 "recurrent": "a recurrent network", "graph": "a graph network"}
 
 
 def family_knobs(family: str) -> tuple[str, ...]:
-    """The names of the knobs of ``family``, in declaration order."""
-    return tuple(name for name, knob in KNOBS.items() if knob.family == family)
+    """The names of the knobs of ``family`` and of every family, in declaration order."""
+    return tuple(name for name, knob in KNOBS.items() if knob.family in (family, ANY))
 
 
 @dataclass(frozen=True)
 class Slot:
     """One tensor (or a slice of one) that a knob changes: ``name`` is its dotted name in the
     knob root (``knob_root``); ``axis``/``index``/``parts`` pick the slice (``parts`` = 1: all
-    of it)."""
+    of it). ``key`` is what an initialization records: "i.name" with i the block's index and
+    name the parameter's name inside the block (the same in every model built of these blocks:
+    a stack, or a language model around it), or the name in the root for the knobs of a
+    recurrent network."""
 
     name: str
     axis: int = 0
     index: int = 0
     parts: int = 1
+    key: str = ""
 
     def view(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.parts == 1:
@@ -231,7 +244,7 @@ def knob_slots(model: nn.Module, blocks: list[nn.Module] | None, block_path: str
         groups = ([(f"block {i}", b) for i, b in enumerate(blocks)] if knob.scope == "block"
                   else [("the network", root)])
         found: list[Slot] = []
-        for label, group in groups:
+        for position, (label, group) in enumerate(groups):
             matched = _match(knob, group)
             if not matched:
                 names = [name for name, _ in group.named_parameters()]
@@ -239,8 +252,10 @@ def knob_slots(model: nn.Module, blocks: list[nn.Module] | None, block_path: str
                     f"knob {knob.name!r} ({knob.summary}) matches no parameter of {label} "
                     f"({type(group).__name__}: {', '.join(names) or 'no parameters'})"
                 )
-            for parameter, part, owner in matched:
-                found.append(_slot(full_names[id(parameter)], part, parameter, owner))
+            for parameter, part, owner, inside in matched:
+                full = full_names[id(parameter)]
+                key = f"{position}.{inside}" if knob.scope == "block" else full
+                found.append(_slot(full, part, parameter, owner, key))
         slots[knob.name] = tuple(dict.fromkeys(found))
     _check_disjoint(slots)
     return slots
@@ -275,33 +290,35 @@ def slot_mean(model: nn.Module, slots: tuple[Slot, ...]) -> float:
 
 
 def _match(knob: Knob, group: nn.Module) -> list[tuple[nn.Parameter, tuple[int, int] | None,
-                                                    nn.Module]]:
-    """(parameter, part, owning module) of the first alternative that matches in ``group``."""
+                                                    nn.Module, str]]:
+    """(parameter, part, owning module, name in ``group``) of the first alternative that
+    matches in ``group``."""
     parameters = [(name, p, group.get_submodule(name.rpartition(".")[0]))
                   for name, p in group.named_parameters()]
     for targets in knob.alternatives:
-        matched = [(p, target.part, owner) for target in targets for name, p, owner in parameters
+        matched = [(p, target.part, owner, name) for target in targets
+                   for name, p, owner in parameters
                    if re.search(target.pattern, name) and p.ndim >= target.min_ndim
                    and (target.owner is None or isinstance(owner, target.owner))]
         if matched:
             unique: dict[tuple[int, tuple[int, int] | None], tuple] = {}
-            for p, part, owner in matched:
-                unique.setdefault((id(p), part), (p, part, owner))
+            for p, part, owner, name in matched:
+                unique.setdefault((id(p), part), (p, part, owner, name))
             return list(unique.values())
     return []
 
 
 def _slot(full: str, part: tuple[int, int] | None, tensor: torch.Tensor,
-          owner: nn.Module) -> Slot:
+          owner: nn.Module, key: str) -> Slot:
     if part is None:
-        return Slot(full)
+        return Slot(full, key=key)
     # Hugging Face's Conv1D stores its weight as (in, out); nn.Linear, packed in_proj and the
     # gate-packed matrices and biases of nn.LSTM/GRU as (out, …)
     axis = tensor.ndim - 1 if type(owner).__name__ == "Conv1D" else 0
     if tensor.shape[axis] % part[1]:
         raise DiagnoseError(f"{full} has {tensor.shape[axis]} outputs, not a multiple of "
                             f"{part[1]}: it is not a packed map of {part[1]} parts")
-    return Slot(full, axis, part[0], part[1])
+    return Slot(full, axis, part[0], part[1], key)
 
 
 def _check_disjoint(slots: dict[str, tuple[Slot, ...]]) -> None:

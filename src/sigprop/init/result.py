@@ -182,11 +182,14 @@ def apply_init(model: nn.Module, init: str | Path | dict | CriticalInit,
 def apply_scales(model: nn.Module, scales: dict[str, float], parameters: dict[str, list[str]],
                  block_path: str | None = None) -> nn.Module:
     """Change each knob's parameters of ``model`` by its value in place, after checking that
-    the knob finds exactly the recorded ``parameters`` (names) in this model."""
+    the knob finds exactly the recorded ``parameters`` in this model: the same blocks, the same
+    parameter names inside each (``Slot.key``), so an initialization found on a stack of
+    blocks applies to a model built around that stack. (Files written before keys were
+    block-relative recorded full names, which still match the model they were found on.)"""
     slots = knob_slots(model, None, block_path, check_knobs(list(scales)))
     for knob, found in slots.items():
-        names = sorted({slot.name for slot in found})
-        if names != parameters[knob]:
+        names = sorted({slot.key for slot in found})
+        if names != parameters[knob] and sorted({s.name for s in found}) != parameters[knob]:
             raise DiagnoseError(
                 f"knob {knob!r} changes {len(names)} parameters of this model ({names[:2]} …) but "
                 f"{len(parameters[knob])} of the model the initialization was found on "

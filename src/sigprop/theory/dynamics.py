@@ -109,6 +109,27 @@ def lambda_a(layer: Serial, n_tokens: int, q_star: np.ndarray | None = None) -> 
     return out
 
 
+def lambda_g(layer: Serial, n_tokens: int, q_collapsed: np.ndarray | None = None) -> np.ndarray:
+    """λ_g at the attracting state reached from orthogonal tokens (ρ0 = 0), as
+    ``attracting_state(layer, n_tokens).lambda_g``.
+
+    Without attention the tokens never interact: a token's tangent maps through its own
+    Jacobian, which depends on its own norm q* alone. The tangent map is then triangular
+    (g_o does not feed g_d), its diagonal gain g_d'/g_d is the same at every cosine, and the
+    off-diagonal one, a correlation of two tokens' Jacobians, is no larger (Cauchy–Schwarz): the
+    top eigenvalue is the diagonal gain, read at the collapsed line without solving for the
+    attracting cosine ρ*."""
+    if find(layer, SelfAttention):
+        return attracting_state(layer, n_tokens, 0.0, q_collapsed).lambda_g
+    q_collapsed = collapsed_norm(layer, n_tokens) if q_collapsed is None else q_collapsed
+    settled = np.isfinite(q_collapsed)
+    out = np.full(q_collapsed.shape, np.nan)
+    if settled.any():
+        q = q_collapsed[settled]
+        out[settled] = tangent_growth(take(layer, settled), n_tokens, q, np.ones_like(q))
+    return out
+
+
 def attracting_state(layer: Serial, n_tokens: int, rho0=0.0,
                      q_collapsed: np.ndarray | None = None) -> FixedPoint:
     """The forward fixed point reached from tokens with cosine ρ0, and λ_g there (NaN where the

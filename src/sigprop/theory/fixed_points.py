@@ -89,7 +89,8 @@ def _norm_step(layer: Serial, n_tokens: int, rho: np.ndarray):
 def _secant(layer: Serial, n_tokens: int, rho: np.ndarray, q_prev: np.ndarray, q: np.ndarray):
     """Secant iteration on r = F(q) − q from (q_prev, q); returns q, the geometry after it, and
     where it settled at an attracting fixed point. Points that fail are frozen (never stepped
-    with a non-finite or negative q)."""
+    with a non-finite or negative q); once a step moves only some points, only those are
+    stepped (the map of a converged point is kept)."""
     step = _norm_step(layer, n_tokens, rho)
     r_prev = step(q_prev).q - q_prev
     after = step(q)
@@ -101,6 +102,7 @@ def _secant(layer: Serial, n_tokens: int, rho: np.ndarray, q_prev: np.ndarray, q
     identity = (r == 0) & (r_prev == 0)
     done = np.zeros_like(failed)
     slope = np.zeros_like(q)
+    after_q, after_p = np.array(after.q, dtype=float), np.array(after.p, dtype=float)
     for _ in range(_MAX_SECANT_STEPS):
         dq = q - q_prev
         moving = (dq != 0) & ~failed & ~done
@@ -115,9 +117,11 @@ def _secant(layer: Serial, n_tokens: int, rho: np.ndarray, q_prev: np.ndarray, q
         moved = ~failed & ~done & (
             np.abs(q_next - q) > _Q_TOLERANCE * np.maximum(np.abs(q_next), 1.0))
         done |= ~failed & ~moved  # converged points stay put (their slope stays meaningful)
-        q_prev, r_prev = q, r
-        q, after = q_next, step(q_next)
-        r = after.q - q
+        q_prev, r_prev = q, r.copy()
+        q = q_next
+        stepped = _step_where(layer, n_tokens, rho, q, moved)
+        after_q[moved], after_p[moved] = stepped.q, stepped.p
+        r = np.where(moved, after_q - q, r)
         failed |= ~np.isfinite(r)
         if not moved.any():
             break
@@ -125,7 +129,17 @@ def _secant(layer: Serial, n_tokens: int, rho: np.ndarray, q_prev: np.ndarray, q
         failed |= moved
     attracting = (np.abs(r) <= _RESIDUAL_TOLERANCE * np.maximum(q, 1.0)) & (
         (first_slope < 0) | identity)
-    return q, after, ~failed & attracting
+    return q, Geometry(after_q, after_p), ~failed & attracting
+
+
+def _step_where(layer: Serial, n_tokens: int, rho: np.ndarray, q: np.ndarray,
+                mask: np.ndarray) -> Geometry:
+    """The geometry one layer after (q, q ρ) at the points of ``mask`` only (flattened)."""
+    if not mask.any():
+        return Geometry(np.empty(0), np.empty(0))
+    sub = take(layer, mask)
+    q_sub, rho_sub = q[mask], np.broadcast_to(rho, mask.shape)[mask]
+    return propagate(sub, Geometry(q_sub, q_sub * rho_sub), None, n_tokens)[0]
 
 
 def _affine(layer: Serial, n_tokens: int, rho: np.ndarray) -> np.ndarray:

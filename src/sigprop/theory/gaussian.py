@@ -16,9 +16,9 @@ erf, relu and linear have closed forms (arcsine and arc-cosine kernels). tanh, g
   [10³, 10⁴] take 0.01–0.08 s instead of 0.15–0.23 s (below 10³ the trapezoid is as fast or
   faster).
 * cross, tabled (``mehler``): the Mehler series Σ_k a_k² c^k of the normalized Hermite
-  coefficients, tabulated in θ = arccos c per variance and read off by interpolation. A table
-  costs var^1.5–2 to build (~0.01 s for tanh at var 4, 4–6 s at 256): it pays only for a
-  variance met at many points.
+  coefficients, tabulated in θ = arccos c on a lattice of variances (8 per octave) and read off
+  by interpolation in θ and in log var (``mehler.lattice_moments``), for var in
+  [mehler.LATTICE_LOW, mehler.LATTICE_HIGH] ≈ [0.014, 71]: 8 table reads a point.
 * cross, direct (gaussian_pairs, which has the details): with a = |c|, m ~ N(0, a var) and
   s² = (1 − a) var, h_1 = m + s z_1, h_2 = sign(c) m + s z_2, so
 
@@ -38,15 +38,8 @@ erf, relu and linear have closed forms (arcsine and arc-cosine kernels). tanh, g
   evaluations of φ and φ' at any var: 0.1–0.3 ms in a batch (tanh 0.16 ms, gelu 0.10, silu 0.27
   at var 10³), 0.3–0.6 ms alone.
 
-Which path: _use_tables, per (activation, var). A cached table is read: from memory, or, for
-calls with few distinct variances, from the on-disk table cache, where every table built is
-stored, so that a new process (a command run again) finds it. Above _TABLE_MAX_VAR = 100, the
-range the tables were validated on and where one already costs ~1700 direct tanh points, the
-direct path is always taken. Below, a variance is integrated directly until the points it has
-been met at, in this call and earlier ones, reach the cost of its table (_table_price, measured),
-and tabulated from then on (rent or buy). A trajectory with one new variance per layer, or a grid
-with one variance per point, thus never builds a table; a map iterated at fixed variances does,
-after its first calls (or at once when each variance comes with enough correlations).
+Which path: the lattice tables inside their range (a lattice table, built once, is stored in
+the on-disk table cache and shared by every process), the direct path outside it.
 
 Accuracy, relative to the Cauchy–Schwarz bound sqrt(E[f²] E[g²]) (the diagonal moment). Tables,
 against adaptive quadrature at var in [0.01, 100], |c| <= 1: below 1e-11, and below 1e-10
@@ -56,14 +49,14 @@ quad, conditional on h_1) at var 10³ and 10⁴, c in {±1, ±(1 − 10⁻⁶), 
 6e-16 there); against itself with halved spacings, 1.5 times the windows and |z| <= 12, over var
 in [0.01, 10⁴] × 141 values of c in [−1, 1] (down to ±(1 − 10⁻¹⁵)), below 2e-15, except 7e-14 at
 var 0.01 for gelu and silu (rounding: K and its correction are each ~100 times the moment there);
-against the tables at var 4 and 16, below 1e-11 (the tables' error). Diagonal moments, against
+against the tables at var 4 and 16, below 1e-11 (the tables' error); the lattice interpolant
+against the direct path at random var in its range and c in [−1, 1], below 1e-11. Diagonal moments, against
 adaptive quadrature: the trapezoid below 5e-16 up to var 10⁴; the windowed direct path below
 2e-15 from var 1 to 10⁴ (2e-14 at var 0.01, rounding as above).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
@@ -75,11 +68,7 @@ from sigprop.theory.gaussian_pairs import pair_moments
 
 _CLOSED_FORMS = ("erf", "relu", "linear")
 _COV_SLACK = 1e-12  # |cov| may exceed var by this relative rounding
-_TABLE_MAX_VAR = 100.0  # no θ-table above (see the module docstring)
 _WINDOWED_DIAGONAL_VAR = 1e3  # diagonal moments by gaussian_pairs above (3–12 times faster)
-_ACCRUED_SIZE = 2**16  # (activation, var) whose direct points are counted
-_TABLE_PRICE = {"tanh": 1.7, "gelu": 0.3, "silu": 0.1}  # see _table_price
-_DISK_LOOKUPS = 1024  # calls with at most this many new variances look for stored tables
 
 
 def diagonal_moments(activation: str, var: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -125,21 +114,16 @@ def cross_moments(
     phi[equal], dphi[equal] = diagonal_moments(activation, var[equal])
     rest = np.flatnonzero(~equal)
     v, c = var.ravel()[rest], c.ravel()[rest]
-    unique, inverse, counts = _unique(v)
-    use = _use_tables(activation, unique, counts)
-    tabled = use[inverse]
-    if tabled.any():
-        slot = np.cumsum(use) - 1  # index of a tabled variance among the tabled ones
-        values = mehler.table_moments(activation, unique[use], slot[inverse[tabled]],
-                                      c[tabled], derivative)
-        phi.flat[rest[tabled]] = values[0]
+    tabled = (v >= mehler.LATTICE_LOW) & (v <= mehler.LATTICE_HIGH)
+    for inside, values in ((tabled, mehler.lattice_moments(activation, v[tabled], c[tabled],
+                                                           derivative) if tabled.any() else None),
+                           (~tabled, pair_moments(activation, v[~tabled], c[~tabled], derivative)
+                            if (~tabled).any() else None)):
+        if values is None:
+            continue
+        phi.flat[rest[inside]] = values[0]
         if derivative:
-            dphi.flat[rest[tabled]] = values[1]
-    if not tabled.all():
-        values = pair_moments(activation, v[~tabled], c[~tabled], derivative)
-        phi.flat[rest[~tabled]] = values[0]
-        if derivative:
-            dphi.flat[rest[~tabled]] = values[1]
+            dphi.flat[rest[inside]] = values[1]
     return phi, (dphi if derivative else None)
 
 
@@ -156,41 +140,6 @@ def _unique_of_bytes(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for array in found:
         array.flags.writeable = False
     return found
-
-
-def _use_tables(activation: str, unique: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Whether each of the ``unique`` variances (met at ``counts`` points) is read off a θ-table
-    (True) or integrated directly (False).
-
-    Rent or buy, per (activation, var): a cached table is used; above _TABLE_MAX_VAR none is
-    built; otherwise the points a variance has been integrated at directly, over this call and
-    earlier ones, accrue in _ACCRUED, and its table is built once they reach _table_price,
-    the build time counted in direct points. As in ski rental, the cost is then within about
-    twice that of the better choice made in hindsight (as far as the price is right), whether a
-    variance comes back (a map iterated at fixed var) or not (one new variance per layer or per
-    grid point)."""
-    use = np.zeros(unique.size, dtype=bool)
-    new = sum(not mehler.has_table(activation, v, False) for v in unique.tolist())
-    look_on_disk = new <= _DISK_LOOKUPS
-    for k, (v, n) in enumerate(zip(unique.tolist(), counts.tolist())):
-        key = (activation, v)
-        if mehler.has_table(activation, v, look_on_disk and v <= _TABLE_MAX_VAR):
-            use[k] = True
-        elif v <= _TABLE_MAX_VAR:
-            accrued = _ACCRUED.pop(key, 0.0) + n
-            use[k] = accrued >= _table_price(activation, v)
-            _ACCRUED[key] = np.inf if use[k] else accrued  # bought: kept even if evicted
-    while len(_ACCRUED) > _ACCRUED_SIZE:
-        _ACCRUED.popitem(last=False)
-    return use
-
-
-def _table_price(activation: str, var: float) -> float:
-    """The build time of one θ-table in direct points (a direct point takes 0.1–0.5 ms):
-    _TABLE_PRICE[activation] var^1.5, at least 8. Measured with 8 tables built together (tanh:
-    7 points at var 1.4, 48 at 5.6, 188 at 22, 895 at 64, 2437 at 128; gelu: 44 at 22, 283 at
-    128; silu: 18 at 22, 85 at 128), within a factor 2 of the fit."""
-    return max(8.0, _TABLE_PRICE[activation] * var**1.5)
 
 
 def _check_var(var: np.ndarray) -> np.ndarray:
@@ -220,5 +169,3 @@ def _closed_form_cross(
     dphi = 4 / np.pi / np.sqrt((1 + 2 * var - 2 * cov) * (1 + 2 * var + 2 * cov))
     return phi, dphi
 
-
-_ACCRUED: OrderedDict[tuple[str, float], float] = OrderedDict()

@@ -24,7 +24,7 @@ from sigprop.theory.causal import (
 from sigprop.theory.zero_curves import CurvePoints, intersections, zero_curve
 from sigprop.theory.depth import depth_profile
 from sigprop.theory.results import DepthProfile
-from sigprop.theory.dynamics import attracting_state, collapsed_growth, lambda_a, trajectory
+from sigprop.theory.dynamics import collapsed_growth, lambda_a, lambda_g, trajectory
 from sigprop.theory.exponents import Exponents, compute_exponents
 
 
@@ -86,7 +86,7 @@ def exponent(arch: Architecture, setting: Setting, name: str) -> np.ndarray:
             return depth_profile(layer, n, depth, setting.q0, setting.rho0).lambda_a
         return collapsed_growth(layer, n, setting.q0, depth).sum(axis=0) / depth
     if depth is None:
-        return attracting_state(layer, n).lambda_g
+        return lambda_g(layer, n)
     return trajectory(layer, n, setting.q0, setting.rho0, depth).log_jac[-1] / depth
 
 

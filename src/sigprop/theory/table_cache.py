@@ -19,6 +19,13 @@ Keys
     tagged with its type and length, so the encoding is unambiguous. The file name is the
     SHA-256 of that encoding (``<kind>/<64 hex digits>.npy``).
 
+Size
+    The cache holds at most ``$SIGPROP_CACHE_MB`` megabytes (default ``DEFAULT_MEGABYTES``):
+    every ``TRIM_EVERY`` stores a process adds up the files, and if they exceed the bound it
+    deletes the least recently used ones (a read touches a file's modification time) down to
+    ``TRIM_TO`` of it. Processes sharing the cache may trim at once: a file another one deleted
+    first is skipped, and a reader that loses a file recomputes it.
+
 Files
     Arrays are written with ``np.save`` and read with ``np.load(allow_pickle=False)`` (no
     object arrays, nothing executable). Writes are atomic: the array goes to a temporary file in
@@ -42,9 +49,14 @@ from pathlib import Path
 import numpy as np
 
 _ENVIRONMENT = "SIGPROP_CACHE"
+_SIZE_ENVIRONMENT = "SIGPROP_CACHE_MB"
 _KIND = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+DEFAULT_MEGABYTES = 256
+TRIM_EVERY = 64  # stores of this process between two checks of the cache's size
+TRIM_TO = 0.8  # a trim deletes down to this share of the bound
+_stores = 0  # stores of this process since its last check
 
-__all__ = ["cache_directory", "cached", "key_digest", "store", "stored"]
+__all__ = ["cache_directory", "cached", "key_digest", "size_bound", "store", "stored", "trim"]
 
 
 def cached(kind: str, key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
@@ -68,17 +80,27 @@ def stored(kind: str, key: tuple) -> np.ndarray | None:
     if path is None:
         return None
     try:
-        return np.load(path, allow_pickle=False)
+        value = np.load(path, allow_pickle=False)
     except Exception:  # missing, or corrupt, truncated, unreadable
         return None
+    try:
+        os.utime(path)  # recently used: the last to be trimmed
+    except OSError:
+        pass
+    return value
 
 
 def store(kind: str, key: tuple, value: np.ndarray) -> None:
     """Store ``value`` for (kind, key) atomically (nothing when the cache is off or the
     location cannot be written)."""
+    global _stores
     path = _path(kind, key)
     if path is not None:
         _store(path, np.asarray(value))
+        _stores += 1
+        if _stores >= TRIM_EVERY:
+            _stores = 0
+            trim(path.parent.parent)
 
 
 def _path(kind: str, key: tuple) -> Path | None:
@@ -100,6 +122,51 @@ def cache_directory() -> Path | None:
     if xdg:
         return Path(xdg).expanduser() / "sigprop"
     return Path.home() / ".cache" / "sigprop"
+
+
+def size_bound() -> int:
+    """The cache's bound in bytes: ``$SIGPROP_CACHE_MB`` megabytes, else
+    ``DEFAULT_MEGABYTES``."""
+    setting = os.environ.get(_SIZE_ENVIRONMENT, "").strip()
+    try:
+        megabytes = float(setting) if setting else DEFAULT_MEGABYTES
+    except ValueError:
+        raise ValueError(f"{_SIZE_ENVIRONMENT} must be a number of megabytes; got {setting!r}")
+    if not 0 < megabytes < 1e7:
+        raise ValueError(f"{_SIZE_ENVIRONMENT} must be in (0, 1e7) megabytes; got {setting!r}")
+    return int(megabytes * 2**20)
+
+
+def trim(root: Path, bound: int | None = None) -> int:
+    """Delete the least recently used files of the cache at ``root`` until it holds at most
+    ``TRIM_TO`` × ``bound`` bytes (default ``size_bound()``), if it holds more than ``bound``;
+    returns the bytes deleted. Leftover temporary files count like any other file (a file
+    being written now is the most recent, and goes last)."""
+    bound = size_bound() if bound is None else bound
+    files = []
+    for folder in (root.iterdir() if root.is_dir() else ()):
+        if not folder.is_dir():
+            continue
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    info = entry.stat()
+                except OSError:
+                    continue  # deleted by another process meanwhile
+                files.append((info.st_mtime, info.st_size, entry.path))
+    total = sum(size for _, size, _ in files)
+    if total <= bound:
+        return 0
+    deleted = 0
+    for _, size, path in sorted(files):
+        if total - deleted <= TRIM_TO * bound:
+            break
+        try:
+            os.unlink(path)
+            deleted += size
+        except OSError:
+            pass  # gone already, or not ours to delete
+    return deleted
 
 
 def key_digest(key: tuple) -> str:
