@@ -18,6 +18,8 @@ Measurements and initializations of PyTorch models (load torch on first use):
 Training experiments, their analysis and the search they guide:
 
 * ``run_sweep``, ``analyze``, ``reproduce``, ``focus``: the paper's experiment (Optuna studies);
+* ``rescue`` → ``RescueReport``: deep networks whose defaults do not train, against the
+  published fixes;
 * ``predict``, ``predictions`` → ``LossPrediction``: the final loss of a new initialization;
 * ``Screen``, ``ScreenedSampler``: reject initializations far from criticality before training.
 
@@ -67,6 +69,8 @@ PUBLIC: dict[str, str] = {
     "analyze": "sigprop.experiment.verbs",
     "reproduce": "sigprop.experiment.verbs",
     "focus": "sigprop.experiment.verbs",
+    "rescue": "sigprop.experiment.rescue.suite",
+    "RescueReport": "sigprop.experiment.rescue.report",
     # the loss predictor and the exponent screen
     "predict": "sigprop.experiment.loss_model",
     "predictions": "sigprop.experiment.loss_model",

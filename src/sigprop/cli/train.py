@@ -161,3 +161,31 @@ def focus(
     report = sigprop.focus(out, storage=storage, main=main, workers=workers, device=device,
                            log=console.print)
     console.print(f"report: {report}")
+
+
+@app.command()
+@user_errors
+def rescue(
+    out: Annotated[Path, typer.Option(help="Output folder (runs.jsonl, inits, exponents, "
+                                        "report.md, rescue.png).")] = Path("results/rescue"),
+    network: Annotated[Optional[list[str]], typer.Option(
+        "--network", help="A network of the suite (repeat; default all): post-ln-32, "
+                          "post-ln-64, bert-64, no-norm-32, gpt2-48, tanh-mlp-100, relu-cnn-40, "
+                          "lstm-128, gru-128.")] = None,
+    arm: Annotated[Optional[list[str]], typer.Option(
+        "--arm", help="An arm (repeat; default all): default, sigprop, sigprop-normalized, the "
+                      "published fixes, off-critical, reference.")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per arm.")] = 3,
+    quick: Annotated[bool, typer.Option("--quick", help="One seed, the default and the "
+                                        "sigprop arm only (about 15 minutes on 2 cores).")] = False,
+    workers: Annotated[int, typer.Option(help="Trainings in parallel (one torch thread "
+                                         "each).")] = 2,
+    plot: Annotated[Optional[Path], typer.Option(help="The figure (default "
+                                                 "OUT/rescue.png).")] = None,
+) -> None:
+    """Rescue what fails: deep networks whose defaults do not train, with sigprop's critical
+    initialization against the published fixes (about 3 hours on 2 cores; rerunning adds only
+    what is missing)."""
+    report = sigprop.rescue(out, networks=network, arms=arm, seeds=seeds, quick=quick,
+                            workers=workers, plot=plot, show_progress=True, log=console.print)
+    console.print(report.verdict())

@@ -8,8 +8,10 @@ modules at the framework's default initialization.
   ``NoNormBlock`` (x ← x + SA(x), x ← x + MLP(x), no normalization).
 * ``hf_lm``: Hugging Face ``GPT2LMHeadModel`` or ``BertLMHeadModel`` (causal) from a config,
   dropout 0, random initialization, nothing downloaded.
-* ``TanhMLP``: a deep tanh MLP on 8 × 8 digits: h ← tanh(W h + b), ``nn.Linear`` layers.
-* ``PlainCNN``: a deep ReLU CNN without normalization or skip connections on 8 × 8 digits.
+* ``TanhMLP``: a deep tanh MLP on 8 × 8 digits: h ← tanh(W h + b), ``nn.Linear`` layers
+  (``ResidualMLP``: the same with Pre-LayerNorm residuals, its well-conditioned reference).
+* ``PlainCNN``: a deep ReLU CNN without normalization or skip connections on 8 × 8 digits
+  (``ResidualCNN``: with BatchNorm and identity skips, its reference).
 * ``SequenceModel``: an LSTM or GRU (one layer) reading token ids, a linear readout per step.
 
 Every model keeps its blocks in one ``nn.ModuleList`` (``blocks``; ``rnn`` for the recurrent
@@ -57,24 +59,27 @@ def encoder_lm(depth: int, width: int, heads: int, vocab_size: int, norm_first: 
 
 class NoNormBlock(nn.Module):
     """x ← x + SA(x); x ← x + W_2 relu(W_1 x + b_1) + b_2: unit residuals, no normalization,
-    ``nn.MultiheadAttention`` and ``nn.Linear`` at their default initialization. The branch
-    outputs pass ``branch_attention`` and ``branch_mlp`` (identities), where a published fix
-    (ReZero) can scale them."""
+    ``nn.MultiheadAttention`` and ``nn.Linear`` at their default initialization. Each branch
+    reads its input through ``pre_attention`` / ``pre_mlp`` and leaves through
+    ``branch_attention`` / ``branch_mlp`` (identities), where a published fix can put an
+    element-wise norm (DyT) or a scale (ReZero)."""
 
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         self.self_attn = nn.MultiheadAttention(width, heads, dropout=0.0, batch_first=True)
         self.linear1 = nn.Linear(width, 4 * width)
         self.linear2 = nn.Linear(4 * width, width)
-        self.branch_attention = nn.Identity()
-        self.branch_mlp = nn.Identity()
+        self.pre_attention, self.pre_mlp = nn.Identity(), nn.Identity()
+        self.branch_attention, self.branch_mlp = nn.Identity(), nn.Identity()
 
     def forward(self, x: torch.Tensor, src_mask: torch.Tensor | None = None,
                 is_causal: bool = False) -> torch.Tensor:
-        attended = self.self_attn(x, x, x, attn_mask=src_mask, is_causal=is_causal,
+        y = self.pre_attention(x)
+        attended = self.self_attn(y, y, y, attn_mask=src_mask, is_causal=is_causal,
                                   need_weights=False)[0]
         x = x + self.branch_attention(attended)
-        return x + self.branch_mlp(self.linear2(torch.relu(self.linear1(x))))
+        y = self.pre_mlp(x)
+        return x + self.branch_mlp(self.linear2(torch.relu(self.linear1(y))))
 
 
 def no_norm_lm(depth: int, width: int, heads: int, vocab_size: int) -> CausalLM:
@@ -133,6 +138,27 @@ class TanhMLP(nn.Module):
         return self.readout(h)
 
 
+class ResidualDense(nn.Module):
+    """h ← h + tanh(W LN(h) + b): a Pre-LayerNorm residual tanh layer."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.linear = nn.Linear(width, width)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + torch.tanh(self.linear(self.norm(h)))
+
+
+class ResidualMLP(TanhMLP):
+    """``TanhMLP`` with Pre-LayerNorm residual layers (``ResidualDense``): the well-conditioned
+    network of the same depth and width."""
+
+    def __init__(self, depth: int, width: int = 64, classes: int = 10) -> None:
+        super().__init__(0, width, classes)
+        self.blocks = nn.ModuleList(ResidualDense(width) for _ in range(depth))
+
+
 class ConvLayer(nn.Module):
     """x ← relu(conv3×3(x)), padding 1, ``nn.Conv2d``'s default initialization."""
 
@@ -160,6 +186,27 @@ class PlainCNN(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.readout(x.mean(dim=(-2, -1)))
+
+
+class ResidualConv(nn.Module):
+    """x ← x + relu(BN(conv3×3(x))): a residual layer with batch normalization."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.relu(self.bn(self.conv(x)))
+
+
+class ResidualCNN(PlainCNN):
+    """``PlainCNN`` with BatchNorm and identity skips (``ResidualConv``): the well-conditioned
+    network of the same depth and width."""
+
+    def __init__(self, depth: int, channels: int = 16, classes: int = 10) -> None:
+        super().__init__(0, channels, classes)
+        self.blocks = nn.ModuleList(ResidualConv(channels) for _ in range(depth))
 
 
 class SequenceModel(nn.Module):
