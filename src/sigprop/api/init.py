@@ -285,6 +285,8 @@ def _bounds(knob: Knob, min_branch: float, min_scale: float, max_scale: float,
             min_shift: float, max_shift: float) -> tuple[float, float]:
     if knob.kind == "branch":
         return min_branch, max_scale
+    if knob.kind == "skip":
+        return 1.0, max_scale  # never a weaker skip than the framework's own
     if knob.kind == "shift":
         return min_shift, max_shift
     return min_scale, max_scale  # weight factors; set values (a BatchNorm γ kept alive)

@@ -12,7 +12,13 @@ shared by all time steps) by one value, in place. Four kinds:
 * ``shift`` (+ t): a bias (or a slice of one) shifted by t, e.g. an LSTM's forget-gate bias;
   t = 0 is the framework's own initialization;
 * ``set`` (= v): a parameter that a framework initializes to a constant (a BatchNorm γ) set to
-  v, so that a branch initialized at zero (``zero_init_residual``) can be revived.
+  v, so that a branch initialized at zero (``zero_init_residual``) can be revived;
+* ``skip`` (= α ≥ 1): the skip weight of a Post-LN block, LN(α x + f(x)) as DeepNorm sets it
+  (Wang et al. 2022). LayerNorm is scale invariant (up to its ε), so LN(α x + f(x)) =
+  LN(x + f(x)/α): a forward hook divides each branch's output by α, the same function of the
+  same parameters (and, unlike rescaling the branch's weights, the same Adam trajectory). It
+  changes the forward pass: ``apply_init`` installs the hooks, and a state dict cannot carry
+  them.
 
 Each knob belongs to one family of networks (``sigprop.measure.families``) and is declared
 once in ``KNOBS``, with the parameter names it recognizes in the models of that family; the
@@ -52,14 +58,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import nn
 
 from sigprop.measure.blocks import DiagnoseError, find_blocks
 
-KnobKind = Literal["branch", "weight", "shift", "set"]
+KnobKind = Literal["branch", "weight", "shift", "set", "skip"]
 MULTIPLICATIVE = ("branch", "weight")
 ANY = "any"  # the family of knobs that fit the blocks of every family
 
@@ -75,6 +81,8 @@ class Target:
     part: tuple[int, int] | None = None
     owner: tuple[type, ...] | None = None
     min_ndim: int = 0
+    module: bool = False  # match the block's submodules by name (a skip knob), not parameters
+    when: Callable[[nn.Module], bool] | None = None  # the block must pass this test
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,8 @@ class Knob:
     @property
     def neutral(self) -> float:
         """The value that leaves a parameter unchanged (a ``set`` knob has none: nan)."""
-        return {"branch": 1.0, "weight": 1.0, "shift": 0.0}.get(self.kind, float("nan"))
+        return {"branch": 1.0, "weight": 1.0, "shift": 0.0, "skip": 1.0}.get(self.kind,
+                                                                             float("nan"))
 
 
 def _packed(name: str, k: int) -> Target:
@@ -109,6 +118,15 @@ def _packed(name: str, k: int) -> Target:
 
 
 _QKV = ("c_attn", "qkv", "in_proj")
+
+
+def _post_ln_encoder_layer(block: nn.Module) -> bool:
+    return isinstance(block, nn.TransformerEncoderLayer) and not block.norm_first
+
+
+def _bert_layer(block: nn.Module) -> bool:
+    """A Hugging Face BERT layer (Post-LN: LN(x + dense(…)) after each branch)."""
+    return type(block).__name__ == "BertLayer"
 _BATCH_NORM = (nn.modules.batchnorm._BatchNorm,)
 
 KNOBS: dict[str, Knob] = {knob.name: knob for knob in (
@@ -128,6 +146,10 @@ KNOBS: dict[str, Knob] = {knob.name: knob for knob in (
          Target(r"(^|\.)attention\.output\.dense\.(weight|bias)$"),
          Target(r"(^|\.)o_proj\.(weight|bias)$"), Target(r"(^|\.)W_O$")),
         (Target(r"(^|\.)W_V$"),))),
+    Knob("skip", "skip", "skip weight α ≥ 1 of a Post-LN block, LN(α x + f(x)) as in DeepNorm: "
+         "each branch's output ÷ α, a forward hook", (
+        (Target(r"^dropout[12]$", module=True, when=_post_ln_encoder_layer),
+         Target(r"^(attention\.output|output)\.dense$", module=True, when=_bert_layer)),)),
     Knob("mlp_branch", "branch", "MLP branch output (output map): branch × s", (
         (Target(r"(^|\.)mlp\.(c_proj|fc2|down_proj|w2)\.(weight|bias)$"),
          Target(r"(^|\.)(linear2|down_proj)\.(weight|bias)$"),
@@ -236,6 +258,7 @@ def knob_slots(model: nn.Module, blocks: list[nn.Module] | None, block_path: str
     """
     root = knob_root(model)
     full_names = {id(p): name for name, p in root.named_parameters()}
+    full_names |= {id(m): name for name, m in root.named_modules()}
     if blocks is None and any(k.scope == "block" for k in knobs):
         _, container = find_blocks(model, block_path)
         blocks = list(container)
@@ -268,7 +291,13 @@ def scale_slots(model: nn.Module, slots: tuple[Slot, ...], factor: float) -> Non
 
 def change_slots(model: nn.Module, slots: tuple[Slot, ...], kind: KnobKind, value: float) -> None:
     """Apply a knob of ``kind`` with ``value`` to every slot in place: × value (branch,
-    weight), + value (shift) or = value (set)."""
+    weight), + value (shift), = value (set), or the skip weight α = value (skip: the slots are
+    the modules each branch's output leaves through)."""
+    if kind == "skip":
+        modules = dict(knob_root(model).named_modules())
+        for slot in slots:
+            divide_output(modules[slot.name], value)
+        return
     parameters = dict(knob_root(model).named_parameters())
     with torch.no_grad():
         for slot in slots:
@@ -279,6 +308,15 @@ def change_slots(model: nn.Module, slots: tuple[Slot, ...], kind: KnobKind, valu
                 view.add_(value)
             else:
                 view.fill_(value)
+
+
+def divide_output(module: nn.Module, alpha: float) -> None:
+    """Make ``module``'s output ÷ ``alpha`` (a forward hook, installed once; later calls change
+    α)."""
+    module._sigprop_skip = float(alpha)
+    if getattr(module, "_sigprop_skip_hook", None) is None:
+        module._sigprop_skip_hook = module.register_forward_hook(
+            lambda m, inputs, output: output / m._sigprop_skip)
 
 
 def slot_mean(model: nn.Module, slots: tuple[Slot, ...]) -> float:
@@ -295,10 +333,13 @@ def _match(knob: Knob, group: nn.Module) -> list[tuple[nn.Parameter, tuple[int, 
     matches in ``group``."""
     parameters = [(name, p, group.get_submodule(name.rpartition(".")[0]))
                   for name, p in group.named_parameters()]
+    modules = [(name, m, group) for name, m in group.named_modules() if name]
     for targets in knob.alternatives:
         matched = [(p, target.part, owner, name) for target in targets
-                   for name, p, owner in parameters
-                   if re.search(target.pattern, name) and p.ndim >= target.min_ndim
+                   if target.when is None or target.when(group)
+                   for name, p, owner in (modules if target.module else parameters)
+                   if re.search(target.pattern, name)
+                   and (target.module or p.ndim >= target.min_ndim)
                    and (target.owner is None or isinstance(owner, target.owner))]
         if matched:
             unique: dict[tuple[int, tuple[int, int] | None], tuple] = {}

@@ -90,6 +90,11 @@ class CriticalInit:
 
         from sigprop.measure.source import ModelSource
 
+        skips = [k for k in self.scales if KNOBS[k].kind == "skip"]
+        if skips:
+            raise DiagnoseError(f"{skips[0]} changes the forward pass (a hook dividing each "
+                                "branch by α), which a state dict cannot carry: apply_init it "
+                                "to the model you train")
         source = ModelSource.of(model, n_tokens=n_tokens, **which)
         built = apply_init(source.build(seed), self, source.block_path)
         path = Path(path)
@@ -209,7 +214,7 @@ def _knob_value(name: str, value: float) -> str:
     kind = KNOBS[name].kind
     if kind == "shift":
         return f"{name} {value:+.4g}"
-    return f"{name} {'=' if kind == 'set' else '×'} {value:.4g}"
+    return f"{name} {'=' if kind in ('set', 'skip') else '×'} {value:.4g}"
 
 
 def _signed(value: float | None) -> str:
