@@ -69,9 +69,9 @@ from torch import nn
 from typing_extensions import Unpack
 
 from sigprop.init.ensemble import Evaluation, ScaledEnsemble
-from sigprop.init.explain import MEANING, advice, constraint, input_geometry, missed
-from sigprop.init.knobs import (FAMILY_DEFAULTS, PLAIN_DEFAULTS, Knob, check_knobs, family_knobs,
-                                 knob_slots, slot_mean)
+from sigprop.init.explain import MEANING, advice, caveat, constraint, input_geometry, missed
+from sigprop.init.knobs import (FAMILY_DEFAULTS, PLAIN_DEFAULTS, POST_LN_DEFAULTS, Knob,
+                                 check_knobs, family_knobs, knob_slots, slot_mean)
 from sigprop.init.result import CriticalInit, apply_init, apply_scales, load_init, summary
 from sigprop.init.solve import Solution, solve
 from sigprop.init.warm_start import hf_theory_model, theory_start
@@ -83,7 +83,6 @@ from sigprop.runtime.devices import resolve_device
 from sigprop.runtime.threads import torch_threads
 from sigprop.theory.regimes import EDGE
 
-DEFAULT_KNOBS = FAMILY_DEFAULTS["transformer"]
 SPREAD_FAMILIES = ("recurrent", "graph")
 """Families searched on all seeds by default: each seed draws its own input sequence (a
 recurrent network) or graph (a GCN), and near the edge their totals spread between seeds by
@@ -123,8 +122,9 @@ def critical_init(
     ``"module.path:factory"``, a ``ModelSource``, or ``hf=``/``net=`` with the options of
     ``sigprop.measure.source.Which``). An ``nn.Module`` instance is changed in place at the
     end (its seeds vary only the inputs and probes); a factory builds a fresh model per seed.
-    ``knobs``: names from ``sigprop.init.KNOBS`` of the model's family (default:
-    ``FAMILY_DEFAULTS`` of the family). The search runs on float64 copies of the first
+    ``knobs``: names from ``sigprop.init.KNOBS`` of the model's family (default: the skip
+    weight of Post-LN blocks, else ``FAMILY_DEFAULTS`` of the family, else the weights and
+    biases of plain layers; ``_knobs``). The search runs on float64 copies of the first
     ``search_seeds`` (default 2; all seeds for the families of ``SPREAD_FAMILIES``) seeds'
     models on ``device``; "before" and "after" are ``diagnose`` on all ``seeds`` (after: fresh
     models with the values applied). ``on_evaluation`` is called after every evaluation
@@ -191,14 +191,18 @@ def critical_init(
     if source.instance is not None:
         apply_scales(source.instance, scales, parameters, source.block_path)
     jac = after.log_jac_L if gradient == "raw" else after.log_jac_norm_L
-    reached = all(abs(total.mean) <= tolerance for total in (after.log_gap_L, jac))
+    departure = summary(after)["departure"]
+    reached = (all(abs(total.mean) <= tolerance for total in (after.log_gap_L, jac))
+               and departure is not None and departure >= min_departure)
     meaning = MEANING[family].format(tol=tolerance)
     if reached:
         reason = f"reached: {meaning}"
     else:
-        reason = "; ".join(filter(None, (solution.reason or missed(after, tolerance, gradient),
+        reason = "; ".join(filter(None, (solution.reason or missed(after, tolerance, gradient,
+                                                                    min_departure),
                                          advice(family, chosen, models[0], summary(after),
-                                                 gradient, tolerance))))
+                                                gradient, tolerance))))
+    reason = "; ".join(filter(None, (reason, caveat(summary(after), gradient, tolerance))))
     return CriticalInit(
         scales=scales, parameters=parameters, before=summary(before),
         after=summary(after), evaluations=len(ensemble.history),
@@ -260,13 +264,14 @@ def initialized_model(
 
 def _knobs(names: Sequence[str] | None, family: str, model: nn.Module,
            block_path: str | None) -> tuple[Knob, ...]:
-    """The named knobs (checked against the family), or the family's defaults that match
-    something in ``model``, or, where none does (plain layers h ← φ(W h + b)), the knobs of
-    ``PLAIN_DEFAULTS`` that do."""
+    """The named knobs (checked against the family); else, in this order, the first of these
+    sets with a knob that fits ``model`` (its fitting knobs): ``POST_LN_DEFAULTS`` (Post-LN
+    blocks), the family's defaults, ``PLAIN_DEFAULTS`` (plain layers h ← φ(W h + b))."""
     if names is not None:
         return check_knobs(list(names), family)
     reasons = []
-    for defaults in (FAMILY_DEFAULTS[family], PLAIN_DEFAULTS):
+    post_ln = POST_LN_DEFAULTS if family == "transformer" else ()
+    for defaults in filter(None, (post_ln, FAMILY_DEFAULTS[family], PLAIN_DEFAULTS)):
         chosen = []
         for knob in check_knobs(list(defaults), family):
             try:

@@ -35,8 +35,11 @@ def init(
     knob: Annotated[Optional[list[str]], typer.Option(
         "--knob", help="A knob to tune (repeat), of the model's family. Transformers: "
                        "attn_logits, attn_values, mlp_input (weight multipliers), attn_branch, "
-                       "mlp_branch (residual branch multipliers); default mlp_input and "
-                       "attn_values. ResNets: branch_gamma (γ of each branch's last BatchNorm, "
+                       "mlp_branch (residual branch multipliers), skip (a Post-LN block's skip "
+                       "weight α, DeepNorm's: a forward hook); default skip for Post-LN blocks, "
+                       "else mlp_input and attn_values. Plain layers (any family): weights, "
+                       "biases (σ_w, σ_b multipliers), the default where nothing else fits. "
+                       "ResNets: branch_gamma (γ of each branch's last BatchNorm, "
                        "set), conv (convolution gain); default branch_gamma. RNN/LSTM/GRU: "
                        "recurrent, input (weight_hh, weight_ih multipliers), forget_bias (LSTM "
                        "forget / GRU update gate bias, shift); default all that apply. GCNs: "

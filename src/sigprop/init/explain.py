@@ -9,6 +9,7 @@ from typing import Sequence
 from torch import nn
 
 from sigprop.init.knobs import Knob
+from sigprop.init.result import summary
 
 MEANING = {
     "transformer": "over the model's L blocks |L·λ_a^(L)| and |L·λ_g^(L)| are at most {tol:g}: "
@@ -48,7 +49,8 @@ def advice(family: str, chosen: tuple[Knob, ...], model: nn.Module, after: dict,
                 "X ← X + φ(Â X W) (sigprop.models.graph.GCN(..., residual=True)), with which "
                 "weights becomes the residual branch multiplier")
     if family == "convolutional":
-        if "conv" in names:
+        normalized = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        if "conv" in names and normalized:
             notes.append("conv cannot move the totals: every convolution is followed by a "
                          "BatchNorm that divides by the batch's statistics, so its gain cancels")
         if "branch_gamma" in names:
@@ -64,7 +66,23 @@ def advice(family: str, chosen: tuple[Knob, ...], model: nn.Module, after: dict,
     return "; ".join(notes)
 
 
-def missed(after, tolerance: float, gradient: str) -> str:
+def caveat(after: dict, gradient: str, tolerance: float) -> str:
+    """Said even when the targets are reached: the normalized gradient target leaves the raw
+    gradient total free, and a model without a final norm feels that total in full."""
+    raw = after.get("log_jac_L")
+    if gradient == "normalized" and raw is not None and abs(raw) > tolerance:
+        return (f"note: the raw gradient total log_jac_L is {raw:+.2f}; the normalized target "
+                "leaves it free, which a model whose output has no norm feels in full")
+    return ""
+
+
+def missed(after, tolerance: float, gradient: str, min_departure: float) -> str:
+    """Why the totals of all seeds miss although the search's seeds met them."""
+    departure = summary(after)["departure"]
+    if departure is None or departure < min_departure:
+        shown = "undefined" if departure is None else f"{departure:.3f}"
+        return (f"on all seeds the departure {shown} is below the non-identity minimum "
+                f"{min_departure:g}: the blocks are too close to the identity")
     jac = after.log_jac_L if gradient == "raw" else after.log_jac_norm_L
     return (f"on all seeds the totals ({after.log_gap_L.mean:+.3f}, {jac.mean:+.3f}) miss "
             f"±{tolerance:g}, although the searched seeds met it: the seed spread is comparable "

@@ -189,6 +189,14 @@ FAMILY_DEFAULTS: dict[str, tuple[str, ...]] = {
 """The knobs searched when none is named, per family; a default that matches nothing in the
 model (forget_bias of a vanilla nn.RNN) is left out."""
 
+POST_LN_DEFAULTS = ("skip", "mlp_input", "attn_values")
+"""The knobs searched in Post-LN blocks (where the skip knob fits): their skip weight α
+(DeepNorm's knob) with the two weight knobs. At 64 blocks both α and weaker attention values
+(× 0.15) meet the targets, but only α trains (docs/rescue.md): the exponents describe the
+forward and backward pass at fixed parameters, not how much a parameter update moves a Post-LN
+output, which α tempers; the weight knobs stay for blocks too close to the identity, which α
+cannot move away from it."""
+
 PLAIN_DEFAULTS = ("weights", "biases")
 """The knobs searched when none of the family's defaults matches the blocks: plain layers
 h ← φ(W h + b) (a deep MLP's ``nn.Linear``, a plain CNN's ``nn.Conv2d``), whose σ_w and σ_b

@@ -138,7 +138,8 @@ def solve(ensemble: ScaledEnsemble, start: dict[str, float],
             _scan(residual, u0, low, high, 0)
             u0 = best_u()
         local(u0)
-        if len(names) > 1 and _miss_of(best_u(), ensemble, names, to_u) > tolerance:
+        if len(names) > 1 and _miss_of(best_u(), ensemble, names, to_u,
+                                       min_departure) > tolerance:
             for k in range(len(names)):
                 _scan(residual, best_u(), low, high, k)
             local(best_u())
@@ -168,11 +169,12 @@ def _rank(evaluation: Evaluation, min_departure: float) -> tuple:
             float(np.square(evaluation.residual).sum()), -evaluation.departure)
 
 
-def _miss_of(u: np.ndarray, ensemble: ScaledEnsemble, names: list[str], to_u) -> float:
+def _miss_of(u: np.ndarray, ensemble: ScaledEnsemble, names: list[str], to_u,
+             min_departure: float) -> float:
     """The miss of the evaluation at ``u`` (inf where it is not feasible)."""
     for e in ensemble.history:
         if set(e.scales) == set(names) and np.allclose(to_u([e.scales[n] for n in names]), u):
-            return _miss(e)
+            return _miss(e) if _feasible(e, min_departure) else float("inf")
     return float("inf")
 
 

@@ -12,7 +12,8 @@ Per network, the verdict:
 * an arm rescues the network when its mean test loss is within ``MARGIN`` of the reference's
   (recurrent: its recall accuracy reaches ``SOLVED``);
 * without the reference's runs (``quick``), an arm trains when its mean test loss is
-  ``PLATEAU_GAP`` below the task's chance level, and fails otherwise;
+  ``PLATEAU_GAP`` below the test split's chance level (``Task.held_out_chance``), and fails
+  otherwise;
 * sigprop matches the best published fix when its mean test loss is at most the best fix's
   plus one standard error of their difference, sqrt(SE_sigprop² + SE_fix²).
 """
@@ -48,7 +49,7 @@ class ArmResult:
     test_loss_se: float
     test_accuracy: float
     test_accuracy_se: float
-    chance: float
+    test_chance: float
     left_plateau: float
     never_left: int
     exponents: dict[str, Any] | None
@@ -204,7 +205,7 @@ def _arm_result(network: str, arm: str, kind: str, runs: list[dict],
     accuracy, accuracy_se = _mean_se([r["test_accuracy"] for r in complete])
     left = [r["left_plateau_at"] for r in runs if r.get("left_plateau_at") is not None]
     return ArmResult(network, arm, kind, len(runs), len(runs) - len(complete), loss, loss_se,
-                     accuracy, accuracy_se, float(runs[0]["chance"]),
+                     accuracy, accuracy_se, float(runs[0]["test_chance"]),
                      float(np.mean(left)) if left else math.nan,
                      len(runs) - len(left), exponents, [r["losses"] for r in runs])
 
@@ -221,7 +222,7 @@ def _verdict(name: str, arms: list[ArmResult]) -> Verdict:
         if recurrent:
             return a.test_accuracy >= SOLVED
         if reference is None:
-            return a.test_loss < a.chance - PLATEAU_GAP
+            return a.test_loss < a.test_chance - PLATEAU_GAP
         return a.test_loss <= reference.test_loss + MARGIN
 
     rescued = tuple(a.arm for a in arms if a.kind in ("sigprop", "fix") and trains(a))

@@ -117,19 +117,30 @@ def read_runs(path: Path) -> list[dict]:
 
 def _train(pending: list[Task], path: Path, workers: int, show_progress: bool,
            log: Callable[[str], None]) -> None:
+    """Train ``pending`` with ``workers`` spawned processes (one: in this process, with the
+    library's thread policy), storing each run as it finishes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    context = multiprocessing.get_context("spawn")
-    with path.open("a") as store, context.Pool(workers, initializer=_one_thread) as pool, \
-            progress_bar(len(pending), "training", show_progress) as step:
-        for run in pool.imap_unordered(_train_one, pending):
-            store.write(json.dumps(run) + "\n")
-            store.flush()
-            os.fsync(store.fileno())
-            if step is not None:
-                step()
-            log(f"{run['network']} / {run['arm']} / seed {run['seed']}: {run['status']}, test "
-                f"loss {run['test_loss']:.3f}, accuracy {run['test_accuracy']:.3f} "
-                f"({run['cpu_seconds']:.0f} CPU s)")
+    if workers == 1:
+        pool, runs = None, (_train_in_process(task) for task in pending)
+    else:
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread)
+        runs = pool.imap_unordered(_train_one, pending)
+    try:
+        with path.open("a") as store, progress_bar(len(pending), "training",
+                                                   show_progress) as step:
+            for run in runs:
+                store.write(json.dumps(run) + "\n")
+                store.flush()
+                os.fsync(store.fileno())
+                if step is not None:
+                    step()
+                log(f"{run['network']} / {run['arm']} / seed {run['seed']}: {run['status']}, "
+                    f"test loss {run['test_loss']:.3f}, accuracy {run['test_accuracy']:.3f} "
+                    f"({run['cpu_seconds']:.0f} CPU s)")
+    finally:
+        if pool is not None:
+            pool.terminate()  # every run is stored by now, or lost with the interruption
+            pool.join()
 
 
 def _one_thread() -> None:
@@ -142,3 +153,10 @@ def _train_one(task: Task) -> dict:
     from sigprop.experiment.rescue.trial import train_arm
 
     return train_arm(task.network, task.arm, task.seed, task.inits)
+
+
+def _train_in_process(task: Task) -> dict:
+    from sigprop.runtime.threads import torch_threads
+
+    with torch_threads():
+        return _train_one(task)

@@ -44,6 +44,7 @@ def train_arm(network: str, arm: str, seed: int, inits: dict[str, dict]) -> dict
         "network": network, "arm": arm, "seed": seed, **result,
         "last_finite_loss": finite[-1] if finite else math.inf,
         "chance": task.chance,
+        "test_chance": task.held_out_chance("test", EVAL_WINDOWS),
         "left_plateau_at": left_plateau_at(result["losses"], task.chance),
         "cpu_seconds": time.process_time() - started,
         "threads": torch.get_num_threads(),
