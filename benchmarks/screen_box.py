@@ -46,9 +46,9 @@ dimensions. The screen does not see lr: it is a knob the theory cannot rank.
      order;
    * screen-tpe: ``ScreenedSampler(Screen(), box without lr, TPESampler(seed=rep))``, start-up
      = the first 10 points of the screen's order, suggestions mapped to passing points only;
-   * gp: Bayesian optimization on the pool, a Gaussian process (Matérn 5/2, one length per
-     input, signal and noise variances, on the losses standardized by their observed mean
-     and deviation, refitted by maximum marginal likelihood after each training)
+   * gp: Bayesian optimization on the pool, a Gaussian process (scikit-learn's regressor:
+     Matérn 5/2 with one length per input, signal and noise variances, on standardized
+     losses, refitted by maximum marginal likelihood after each training)
      on the six unit coordinates, the next point the unused one of highest expected
      improvement; 5 start-up points of the random order;
    * gp-exp: the same with the exponent features s(L·λ_a), s(L·λ_g) as two more inputs,
@@ -90,8 +90,6 @@ import numpy as np
 import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
-from scipy.linalg import cho_factor, cho_solve
-from scipy.optimize import minimize
 from scipy.stats import norm, qmc
 
 from sigprop.experiment.screen import Screen
@@ -426,7 +424,6 @@ def _gp_search(pool: dict, stream: list[int], allowed: np.ndarray, target: float
     features = _features(pool, exponents)
     unused = allowed.copy()
     chosen: list[int] = []
-    theta = None
     for i in stream[:STARTUP_GP]:
         chosen.append(i)
         unused[i] = False
@@ -434,12 +431,11 @@ def _gp_search(pool: dict, stream: list[int], allowed: np.ndarray, target: float
             return chosen
     while unused.any():
         y = pool["y"][chosen]
-        mean, scale = y.mean(), y.std() or 1.0
-        gp = GaussianProcess.fit(features[chosen], (y - mean) / scale, theta)
-        theta = gp.theta
+        gp = _gaussian_process(features[chosen], y)
         candidates = np.flatnonzero(unused)
-        mu, sd = gp.predict(features[candidates])
-        best = (y.min() - mean) / scale
+        mu, sd = gp.predict(features[candidates], return_std=True)
+        sd = np.maximum(sd, 1e-12)
+        best = y.min()
         z = (best - mu) / sd
         ei = (best - mu) * norm.cdf(z) + sd * norm.pdf(z)
         i = int(candidates[np.argmax(ei)])
@@ -450,49 +446,18 @@ def _gp_search(pool: dict, stream: list[int], allowed: np.ndarray, target: float
     return chosen
 
 
-class GaussianProcess:
-    """A zero-mean GP on standardized targets: Matérn 5/2 with one length per input, signal
-    and noise variances fitted by maximum marginal likelihood (L-BFGS-B in log space, from the
-    previous fit and from a default start)."""
+def _gaussian_process(x: np.ndarray, y: np.ndarray):
+    """scikit-learn's GP regressor on standardized targets: a Matérn 5/2 kernel with one length
+    per input times a signal variance, plus a noise variance, all fitted by maximum marginal
+    likelihood (its L-BFGS-B, 2 restarts, seeded)."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-    BOUNDS = ((math.log(0.02), math.log(20.0)), (math.log(0.05), math.log(20.0)),
-              (math.log(1e-4), math.log(1.0)))  # each length, signal and noise variance
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, theta: np.ndarray) -> None:
-        self.x, self.theta = x, theta
-        self.lengths, self.signal, self.noise = np.exp(theta[:-2]), np.exp(theta[-2]), np.exp(theta[-1])
-        self.factor = cho_factor(self._kernel(x, x) + (self.noise + 1e-8) * np.eye(len(x)))
-        self.weights = cho_solve(self.factor, y)
-
-    @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, previous: np.ndarray | None) -> GaussianProcess:
-        d = x.shape[1]
-        bounds = [cls.BOUNDS[0]] * d + [cls.BOUNDS[1], cls.BOUNDS[2]]
-        default = np.array([math.log(0.5)] * d + [0.0, math.log(0.01)])
-        starts = [default] + ([previous] if previous is not None and len(previous) == d + 2 else [])
-        best = min((minimize(cls._nll, s, args=(x, y), method="L-BFGS-B", bounds=bounds)
-                    for s in starts), key=lambda r: r.fun)
-        return cls(x, y, best.x)
-
-    @staticmethod
-    def _nll(theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
-        try:
-            gp = GaussianProcess(x, y, theta)
-        except np.linalg.LinAlgError:
-            return 1e10
-        return float(0.5 * y @ gp.weights + np.log(np.diag(gp.factor[0])).sum())
-
-    def _kernel(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        r = math.sqrt(5.0) * np.sqrt(np.maximum(
-            (((a[:, None, :] - b[None, :, :]) / self.lengths) ** 2).sum(axis=-1), 0.0))
-        return self.signal * (1.0 + r + r * r / 3.0) * np.exp(-r)
-
-    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and standard deviation (of the latent function) at ``x``."""
-        k = self._kernel(x, self.x)
-        mean = k @ self.weights
-        var = self.signal - np.einsum("ij,ji->i", k, cho_solve(self.factor, k.T))
-        return mean, np.sqrt(np.maximum(var, 1e-12))
+    kernel = (ConstantKernel(1.0, (0.05, 20.0))
+              * Matern(np.full(x.shape[1], 0.5), (0.02, 20.0), nu=2.5)
+              + WhiteKernel(0.01, (1e-4, 1.0)))
+    return GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2,
+                                    random_state=0).fit(x, y)
 
 
 # --- 3. summary -----------------------------------------------------------------------------
