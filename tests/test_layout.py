@@ -181,3 +181,30 @@ def test_every_report_has_a_verdict_a_short_repr_and_json(make):
     payload = report.to_json()
     json.dumps(payload, allow_nan=False)
     assert payload["verdict"] == text
+
+
+def test_the_theory_works_without_torch_and_the_rest_says_what_to_install():
+    """PyTorch is optional: with it blocked, the theory verbs and commands run, and a verb or
+    command that needs it says how to install it (exit 2 on the command line)."""
+    import subprocess
+
+    script = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import sigprop\n"
+        "assert sigprop.exponents().phase == 'ordered'\n"
+        "sigprop.critical('alpha', 'sigma-w', points=3)\n"
+        "try:\n"
+        "    sigprop.diagnose\n"
+        "except ModuleNotFoundError as error:\n"
+        "    assert 'pip install torch' in str(error), error\n"
+        "else:\n"
+        "    raise AssertionError('sigprop.diagnose loaded without torch')\n"
+        "sys.argv = ['sigprop', 'diagnose', '--hf', 'gpt2']\n"
+        "from sigprop.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "pip install torch" in lines[0], done.stderr

@@ -82,10 +82,26 @@ PUBLIC: dict[str, str] = {
 """Every public name and the module that defines it."""
 
 
+OPTIONAL = {"torch": "PyTorch: pip install torch (a CPU build: pip install torch==2.13.0)",
+            "transformers": "Hugging Face transformers: pip install 'sigprop[hf]'",
+            "sklearn": "scikit-learn: pip install 'sigprop[rescue]'"}
+"""The optional dependencies, and how to install each. ``pip install sigprop`` is the theory
+(numpy, scipy, matplotlib, pandas, optuna): phase diagrams, exponents, critical points and the
+screen's theory need no PyTorch, whose CUDA builds weigh gigabytes. Measuring, initializing
+and training a model needs PyTorch."""
+
+
 def load(name: str):
-    """The public object ``name`` (its module is imported on first use)."""
+    """The public object ``name`` (its module is imported on first use); a missing optional
+    dependency is named with how to install it."""
     try:
         module = PUBLIC[name]
     except KeyError:
         raise AttributeError(f"module 'sigprop' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(module), name)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as error:
+        if error.name not in OPTIONAL:
+            raise
+        raise ModuleNotFoundError(f"sigprop.{name} needs {OPTIONAL[error.name]}",
+                                  name=error.name) from None

@@ -53,6 +53,11 @@ def user_errors(command):
         except ValueError as error:  # InvalidHyperparameter, DiagnoseError and other bad input
             print(f"error: {error}", file=sys.stderr)
             raise typer.Exit(2) from None
+        except ModuleNotFoundError as error:  # an optional dependency this command needs
+            if error.name not in ("torch", "transformers", "sklearn"):
+                raise
+            print(f"error: {error}", file=sys.stderr)
+            raise typer.Exit(2) from None
         except Exception as error:  # noqa: BLE001 - last line of defence: no tracebacks
             if os.environ.get("SIGPROP_DEBUG"):
                 raise
