@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sigprop.experiment import loss_model
+from sigprop.sweep import storage
 from sigprop.sweep.storage import artifact_path, write_artifact
 from sigprop.experiment.loss_model import FEATURES, predict
 from sigprop.analysis.predictors import FITS, FittedModel
@@ -250,7 +251,7 @@ def test_predictor_in_the_study_for_databases_other_than_sqlite(sweep, tmp_path,
     the study, and is reused from there."""
     url = copy_of(sweep, tmp_path)
     saved = json.loads(artifact_path(url, STUDY, "predictor").read_text())
-    monkeypatch.setattr(loss_model, "_path", lambda url, study: None)
+    monkeypatch.setattr(storage, "artifact_path", lambda url, study, name: None)
     write_artifact(url, STUDY, "predictor", saved)
     assert open_study(url, STUDY, None).user_attrs["predictor"] == saved
     monkeypatch.setattr(loss_model, "_fit", lambda *args: pytest.fail("refitted"))
