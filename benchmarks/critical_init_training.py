@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sigprop.experiment.rescue.suite import read_runs
 from sigprop.spec import PRESETS
 
 VOCAB = 84          # sigprop.data.shakespeare(): checked at start-up
@@ -201,7 +202,7 @@ def train_one(task: dict) -> dict:
 
 
 def pending_tasks(out: Path, settings: dict, inits: dict, seeds: int, threads: int) -> list[dict]:
-    done = {_key(r) for r in read_runs(out)}
+    done = {_key(r) for r in read_runs(out / "runs.jsonl")}
     tasks = []
     for seed in range(seeds):
         for model, init in ARMS:
@@ -214,19 +215,6 @@ def pending_tasks(out: Path, settings: dict, inits: dict, seeds: int, threads: i
             if _key(task) not in done:
                 tasks.append(task)
     return tasks
-
-
-def read_runs(out: Path) -> list[dict]:
-    path = out / "runs.jsonl"
-    if not path.exists():
-        return []
-    runs = []
-    for line in path.read_text().splitlines():
-        try:
-            runs.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass  # a line cut by a kill
-    return runs
 
 
 def _key(run: dict) -> str:
@@ -378,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"{result['status']}, test {result['test_loss']:.4f}, validation "
                     f"{result['validation_loss']:.4f} ({result['seconds']:.0f} s, "
                     f"{result['cpu_seconds']:.0f} CPU s)")
-    runs = [r for r in read_runs(args.out) if r["settings"] == settings]
+    runs = [r for r in read_runs(args.out / "runs.jsonl") if r["settings"] == settings]
     text = table(runs, exponents, settings)
     cpu_total = sum(r.get("cpu_seconds", 0.0) for r in runs)
     footer = (f"\n{len(runs)} trainings, {cpu_total / 60:.1f} CPU-minutes of training "

@@ -86,6 +86,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sigprop.experiment.rescue.suite import read_runs
+
 DEPTH, WIDTH, HEADS = 48, 64, 4
 GRID = tuple(round(1e-3 * 2 ** k, 6) for k in range(9))  # 1e-3, 2e-3, …, 0.256
 MARGIN = 0.3           # trained: final training loss below chance − MARGIN (nats/char)
@@ -295,26 +297,13 @@ def warmup_steps(arm: str, steps: int) -> int:
     return max(1, round(WARMUP_SHARE * steps)) if arm == "warmup" else 0
 
 
-def read_runs(out: Path) -> list[dict]:
-    path = out / "runs.jsonl"
-    if not path.exists():
-        return []
-    runs = []
-    for line in path.read_text().splitlines():
-        try:
-            runs.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass  # a line cut by a kill
-    return runs
-
-
 def current_runs(out: Path, settings: dict, depth: int, paths: dict, log: Log | None = None
                  ) -> dict[str, dict]:
     """The stored runs with these settings, by key; a sigprop arm's runs only where they
     were trained with the stored critical init (a re-searched init starts its ladder anew)."""
     scales = {key: init_scales(key[1], str(path), depth) for key, path in paths.items()}
     runs, stale = {}, 0
-    for r in read_runs(out):
+    for r in read_runs(out / "runs.jsonl"):
         if r["settings"] != settings:
             continue
         if r["arm"] in GRADIENTS and r.get("init_scales") != scales.get((r["model"], r["arm"])):

@@ -57,3 +57,25 @@ def test_no_crossing_where_theory_forbids_one():
     at = point.with_values(sigma_w=closest["x"], sigma_b=closest["y"])
     q_star = collapsed_norm(at.layer(), 16)
     assert closest["lambda_g"] == pytest.approx(np.log(1 + 0.25 / (0.75 * q_star)), abs=1e-6)
+
+
+def test_grid_bands_on_threads_equal_one_batch_and_do_not_depend_on_the_cores(monkeypatch):
+    """on_grid cuts the mesh into bands evaluated on threads: each point is computed on its own,
+    so the bands agree with one batch over the whole mesh (to rounding), and the fixed cut makes
+    the result identical whatever the number of cores."""
+    import sigprop.theory.slices as slices
+
+    monkeypatch.setattr(slices, "GRID_CHUNK_POINTS", 40)  # 7 bands of 2 rows
+    arch, setting = Architecture.load("reference"), Setting(16)
+    x, y = np.linspace(0.1, 0.9, 20), np.linspace(0.5, 3.0, 13)
+    monkeypatch.setattr(slices, "_cores", lambda: 3)
+    threaded = slices.on_grid(arch, setting, "alpha", x, "sigma-w", y)
+    monkeypatch.setattr(slices, "_cores", lambda: 1)
+    single = slices.on_grid(arch, setting, "alpha", x, "sigma-w", y)
+    X, Y = np.meshgrid(x, y)
+    batch = slices.evaluate(arch.with_values(alpha=X).with_values(sigma_w=Y), setting)
+    for name, values in threaded.items():
+        assert values.shape == (13, 20)
+        np.testing.assert_array_equal(values, single[name])
+        np.testing.assert_allclose(values, batch[name], rtol=1e-12, atol=1e-14)
+    assert np.isfinite(threaded["lambda_a"]).mean() > 0.5

@@ -8,6 +8,7 @@ matplotlib and pyarrow load only when writing, pandas only for ``table()``.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,32 +120,46 @@ class PhaseDiagram:
         """Write phase_diagram.png, .csv and .parquet (and phase_diagram_measured.csv when the
         exponents were measured, drawn over the heatmaps as circles) into ``out``; returns the
         paths."""
-        out, measured = Path(out), self.measured
+        out = Path(out)
         import pyarrow as pa
         from pyarrow import csv as pa_csv
         from pyarrow import parquet as pa_parquet
 
-        from sigprop.plots.phase_diagram import plot_phase_diagram
-
         out.mkdir(parents=True, exist_ok=True)
         grid = pa.table(self.columns())
         csv, parquet = out / "phase_diagram.csv", out / "phase_diagram.parquet"
-        pa_csv.write_csv(grid, csv, pa_csv.WriteOptions(quoting_style="none"))
-        pa_parquet.write_table(grid, parquet)
-        overlay, written = None, [csv, parquet]
+        with ThreadPoolExecutor(2) as pool:  # the tables are written while the figure is drawn
+            tables = [pool.submit(pa_csv.write_csv, grid, csv,
+                                  pa_csv.WriteOptions(quoting_style="none")),
+                      pool.submit(pa_parquet.write_table, grid, parquet)]
+            png = self._figure(out)
+            for table in tables:
+                table.result()
+        return [png, csv, parquet, *self._measured_table(out)]
+
+    def _measured_table(self, out: Path) -> list[Path]:
+        """phase_diagram_measured.csv, when the exponents were measured."""
+        if self.measured is None:
+            return []
+        self.measured.to_csv(out / "phase_diagram_measured.csv", index=False)
+        return [out / "phase_diagram_measured.csv"]
+
+    def _figure(self, out: Path) -> Path:
+        """phase_diagram.png: both heatmaps, the zero curves, the crossings and the measured
+        points."""
+        from sigprop.plots.phase_diagram import plot_phase_diagram
+
+        measured, overlay = self.measured, None
         if measured is not None:
             overlay = {name: (measured[self.x_axis].to_numpy(), measured[self.y_axis].to_numpy(),
                               measured[name].to_numpy()) for name in ("lambda_a", "lambda_g")}
-            measured.to_csv(out / "phase_diagram_measured.csv", index=False)
-            written.append(out / "phase_diagram_measured.csv")
-        png = plot_phase_diagram(
+        return plot_phase_diagram(
             self.x, self.y, self.values["lambda_a"], self.values["lambda_g"],
             (axis(self.x_axis).label, axis(self.y_axis).label),
             list(zip(self.crossings.x.tolist(), self.crossings.y.tolist())),
             self.caption(), out / "phase_diagram.png", self.setting.depth, self.asymptotic,
             overlay,
         )
-        return [png, *written]
 
 
 def phase_diagram(
@@ -194,15 +209,17 @@ def phase_diagram(
     y_range = axis_range(y, y_range or block.plot_range(y), resolution)
     setting = settle_definition(block, Setting(n_tokens, depth, q0, rho0), x, x_range, y, y_range)
     xs, ys = np.linspace(*x_range, resolution), np.linspace(*y_range, resolution)
-    grid = on_grid(block, setting, x, xs, y, ys)
-    asymptotic = None
-    if setting.depth is not None:
-        limit = on_grid(block, Setting(n_tokens), x, xs, y, ys)
-        if np.isfinite(limit["lambda_a"]).any():
-            asymptotic = {k: limit[k] for k in ("lambda_a", "lambda_g")}
-    # Crossings are refined by root finding: a coarse search grid only has to bracket them.
-    crossings = critical_set(block, setting, x, x_range, y, y_range, x_points=24,
-                             y_points=32).crossings
+    with ThreadPoolExecutor(1) as pool:  # the crossings are searched while the grid is filled
+        # Crossings are refined by root finding: a coarse search grid only has to bracket them.
+        search = pool.submit(critical_set, block, setting, x, x_range, y, y_range, x_points=24,
+                             y_points=32)
+        grid = on_grid(block, setting, x, xs, y, ys)
+        asymptotic = None
+        if setting.depth is not None:
+            limit = on_grid(block, Setting(n_tokens), x, xs, y, ys)
+            if np.isfinite(limit["lambda_a"]).any():
+                asymptotic = {k: limit[k] for k in ("lambda_a", "lambda_g")}
+        crossings = search.result().crossings
     measured = None
     if empirical:
         measured = _measured(block, x, xs, y, ys, depth, empirical_points, width, seeds, seed,

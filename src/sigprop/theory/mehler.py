@@ -27,6 +27,7 @@ activation, built once and shared by every grid and process: 8 table reads a poi
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from functools import lru_cache
 from math import factorial
@@ -68,7 +69,8 @@ def lattice_moments(activation: str, var: np.ndarray, c: np.ndarray, derivative:
     x = np.log2(var) * LATTICE_PER_OCTAVE
     start = np.floor(x).astype(int) - _STENCIL // 2 + 1
     nodes = start[None, :] + np.arange(_STENCIL)[:, None]
-    needed = np.unique(nodes)
+    lowest = start.min(initial=0)
+    needed = np.flatnonzero(np.bincount((nodes - lowest).ravel())) + lowest  # np.unique, O(points)
     variances = 2.0 ** (needed / LATTICE_PER_OCTAVE)
     slots = np.searchsorted(needed, nodes)
     weights = _lagrange_weights(x - start)
@@ -184,6 +186,7 @@ class _Table(NamedTuple):
 
 
 _CACHE: OrderedDict[tuple[str, float], _Table] = OrderedDict()
+_CACHE_LOCK = threading.Lock()  # the grid's bands run on several threads (slices.on_grid)
 # (activation, var) found missing on disk in this process: not looked up again (a fixed-point
 # search asks for a few new variances at every step, and each failed lookup costs a file open).
 _MISSING: OrderedDict[tuple[str, float], None] = OrderedDict()
@@ -191,7 +194,12 @@ _MISSING: OrderedDict[tuple[str, float], None] = OrderedDict()
 
 def _tables(activation: str, variances: np.ndarray) -> list[_Table]:
     """The θ-tables for each variance: from memory, else from the on-disk cache, else built
-    together (and stored on disk)."""
+    together (and stored on disk). One thread at a time: the memory caches are shared."""
+    with _CACHE_LOCK:
+        return _tables_locked(activation, variances)
+
+
+def _tables_locked(activation: str, variances: np.ndarray) -> list[_Table]:
     keys = [(activation, float(v)) for v in variances]
     missing = [key for key in keys if key not in _CACHE and not _load_table(*key)]
     new = dict(zip(missing, _build_tables(activation, np.array([v for _, v in missing]))))
@@ -294,11 +302,18 @@ _LAGRANGE_DENOMINATORS = np.array(  # Π_{j≠m} (m − j)
 
 def _lagrange_weights(s: np.ndarray) -> np.ndarray:
     """ℓ_m(s) = Π_{j≠m} (s − j)/(m − j) for nodes j = 0 … _STENCIL−1, shape (_STENCIL, points):
-    prefix times suffix products (no division by s − j, so s may sit on a node), one row at a
-    time so that every operation runs over contiguous points."""
+    the prefix product Π_{j<m} times the suffix product Π_{j>m} (no division by s − j, so s
+    may sit on a node), filled in place one row at a time so that every operation runs over
+    contiguous points."""
     diff = s[None, :] - np.arange(_STENCIL, dtype=float)[:, None]
-    prefix, suffix = np.ones_like(diff), np.ones_like(diff)
+    weights = np.empty_like(diff)
+    weights[0] = 1.0
     for m in range(1, _STENCIL):
-        np.multiply(prefix[m - 1], diff[m - 1], out=prefix[m])
-        np.multiply(suffix[_STENCIL - m], diff[_STENCIL - m], out=suffix[_STENCIL - m - 1])
-    return prefix * suffix / _LAGRANGE_DENOMINATORS
+        np.multiply(weights[m - 1], diff[m - 1], out=weights[m])
+    suffix = diff[_STENCIL - 1].copy()
+    for m in range(_STENCIL - 2, -1, -1):
+        weights[m] *= suffix
+        if m:
+            suffix *= diff[m]
+    weights /= _LAGRANGE_DENOMINATORS
+    return weights

@@ -160,12 +160,23 @@ class RescueReport:
                                  squeeze=False)
         for ax, name in zip(axes.flat, networks):
             fixes = iter(FIX_COLORS)
-            for a in (a for a in self.arms if a.network == name and a.curves):
+            mine = [a for a in self.arms if a.network == name and a.curves]
+            # The scale stops at 1.5× chance: a run that blows up must not flatten the rest.
+            top = 1.5 * max((a.test_chance for a in mine if np.isfinite(a.test_chance)),
+                            default=np.inf)
+            lowest, clipped = np.inf, False
+            for a in mine:
                 color = COLORS.get(a.arm) or next(fixes)
                 curve = np.nanmean(np.array([_bins(c) for c in a.curves]), axis=0)
+                off_scale = bool(np.nanmax(curve, initial=-np.inf) > top)
+                clipped |= off_scale
+                lowest = min(lowest, np.nanmin(curve, initial=np.inf))
                 ax.plot(WINDOW * (np.arange(curve.size) + 0.5), curve, color=color,
                         lw=2 if a.kind in ("sigprop", "default") else 1.2,
-                        ls="--" if a.kind == "reference" else "-", label=a.arm)
+                        ls="--" if a.kind == "reference" else "-",
+                        label=a.arm + (" (off scale)" if off_scale else ""))
+            if clipped and np.isfinite(lowest):
+                ax.set_ylim(lowest - 0.05 * (top - lowest), top)
             ax.set_title(name, fontsize=10)
             ax.set_xlabel("Adam step")
             ax.grid(alpha=0.3)
@@ -257,9 +268,12 @@ def _zero(value: float) -> float:
 
 
 def _pm(mean: float, se: float) -> str:
+    """mean ± se to 3 decimals; beyond 1000 (a run that blew up without a non-finite loss) in
+    3 significant digits."""
     if math.isnan(mean):
         return "—"
-    return f"{mean:.3f}" + ("" if math.isnan(se) else f" ± {se:.3f}")
+    spec = ".3g" if abs(mean) >= 1000 else ".3f"
+    return f"{mean:{spec}}" + ("" if math.isnan(se) else f" ± {se:{spec}}")
 
 
 def _signed(value) -> str:

@@ -90,7 +90,7 @@ def rescue(
     done = {(r["network"], r["arm"], r["seed"]) for r in read_runs(runs_path)}
     pending = [t for t in tasks if t.key not in done]
     log(f"{len(tasks) - len(pending)} of {len(tasks)} runs stored; training {len(pending)} with "
-        f"{workers} workers")
+        f"{workers} worker{'s' if workers > 1 else ''}")
     if pending:
         _train(pending, runs_path, workers, show_progress, log)
     wanted = {t.key for t in tasks}
