@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure  # not pyplot: no global figure state, a faster import
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import TwoSlopeNorm  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from sigprop.theory.zero_curves import ZERO_TOLERANCE  # noqa: E402
+from sigprop.theory.zero_curves import ZERO_TOLERANCE
 
 _TITLES = {
     "lambda_a": r"angle exponent $\lambda_a$   (< 0 ordered, > 0 chaotic)",
@@ -49,7 +46,10 @@ def plot_phase_diagram(
     the same colour scale. Grid points where an exponent is undefined (NaN: no norm fixed point)
     are left white.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(12.5, 5.0), constrained_layout=True)
+    fig = Figure(figsize=(12.5, 5.0))
+    axes = fig.subplots(1, 2)
+    # A fixed layout (every text has a fixed size): a layout engine would double the drawing time.
+    fig.subplots_adjust(left=0.06, right=0.95, bottom=0.19, top=0.83, wspace=0.3)
     fields = {"lambda_a": lambda_a, "lambda_g": lambda_g}
     titles = _TITLES if depth is None else {k: v % depth for k, v in _DEPTH_TITLES.items()}
     bar_labels = _LABELS if depth is None else _DEPTH_LABELS
@@ -58,7 +58,7 @@ def plot_phase_diagram(
         norm = TwoSlopeNorm(vmin=low, vcenter=0.0, vmax=high)
         mesh = ax.pcolormesh(x, y, np.clip(values, low, high), cmap="RdBu_r", norm=norm,
                              shading="auto", rasterized=True)
-        bar = fig.colorbar(mesh, ax=ax, extend="both")
+        bar = fig.colorbar(mesh, ax=ax, extend="both", pad=0.02, fraction=0.05)
         bar.set_label(bar_labels[name])
         for field, style in (("lambda_a", "-"), ("lambda_g", "--")):
             _zero_contour(ax, x, y, fields[field], style, "black")
@@ -87,11 +87,10 @@ def plot_phase_diagram(
     if overlay:
         handles.append(Line2D([], [], marker="o", color="grey", markeredgecolor="black",
                               linestyle="", label="measured (simulation)"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
     fig.suptitle(subtitle, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)  # constrained layout: no second, "tight" layout pass
-    plt.close(fig)
+    fig.savefig(path, dpi=150)
     return path
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sigprop.spec.components import SelfAttention, Serial, find
-from sigprop.theory.fixed_points import grid_shape, settle_norm, take
+from sigprop.theory.fixed_points import grid_shape, settle_norm, take, take_at
 from sigprop.theory.maps import Geometry, Tangent, propagate
 from sigprop.theory.roots import bracketed_roots
 
@@ -201,9 +201,9 @@ def _first_attracting_root(layer: Serial, n_tokens: int, rho0: np.ndarray,
     low = np.take_along_axis(log_gaps[:, found], first[None] + 1, axis=0)[0]
     sub_layer = take(layer, found)
     sub_q = None if q_fixed is None else q_fixed[found]
-    log_gap = bracketed_roots(
-        lambda g: _cosine_residual(sub_layer, n_tokens, 1.0 - np.exp(g), sub_q), low, high, 1e-11
-    )
+    log_gap = bracketed_roots(lambda g, at: _cosine_residual(
+        take_at(sub_layer, at), n_tokens, 1.0 - np.exp(g), None if sub_q is None else sub_q[at]),
+        low, high, 1e-11)
     rho[found] = 1.0 - np.exp(log_gap)
     return rho
 

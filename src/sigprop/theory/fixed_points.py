@@ -74,6 +74,13 @@ def take(layer: Serial, mask: np.ndarray) -> Serial:
         layer, lambda v: np.broadcast_to(np.asarray(v, float), mask.shape)[mask])
 
 
+def take_at(layer: Serial, at: np.ndarray) -> Serial:
+    """The description restricted to the points ``at`` (indices into its flattened grid)."""
+    shape = grid_shape(layer)
+    return map_hyperparameters(
+        layer, lambda v: np.broadcast_to(np.asarray(v, float), shape).reshape(-1)[at])
+
+
 def grid_shape(layer: Serial) -> tuple[int, ...]:
     """Broadcast shape of every numeric hyperparameter in the description."""
     return np.broadcast_shapes(*(np.shape(v) for v in hyperparameter_values(layer)))

@@ -29,7 +29,7 @@ from sigprop.theory.results import DepthProfile
 from sigprop.theory.dynamics import collapsed_growth, lambda_a, lambda_g, trajectory
 from sigprop.theory.exponents import Exponents, compute_exponents
 
-GRID_CHUNK_POINTS = 10_000  # grid points per band of ``on_grid``
+GRID_CHUNK_POINTS = 20_000  # most grid points per band of ``on_grid`` (which cuts at least 2)
 
 
 @dataclass(frozen=True)
@@ -113,13 +113,15 @@ def on_grid(arch: Architecture, setting: Setting, x_axis: str, x: np.ndarray, y_
             y: np.ndarray) -> dict[str, np.ndarray]:
     """``evaluate`` on the mesh (y, x): arrays of shape (len(y), len(x)).
 
-    The mesh is cut into bands of rows of about ``GRID_CHUNK_POINTS`` points, evaluated on one
-    thread per core (numpy releases the GIL inside its array operations). Every grid point is
-    computed on its own, so a band's values do not depend on the others; the fixed cut (not
-    the number of cores) makes the result the same on every machine."""
+    The mesh is cut into equal bands of rows, at least two and at most ``GRID_CHUNK_POINTS``
+    points each, evaluated on one thread per core (numpy releases the GIL inside its array
+    operations; bands as large as that keep the Python steps between them few). Every grid
+    point is computed on its own, so a band's values do not depend on the others; the fixed cut
+    (not the number of cores) makes the result the same on every machine."""
     check_axes(x_axis, y_axis)
     X, Y = np.meshgrid(np.asarray(x, float), np.asarray(y, float))
-    rows = max(1, GRID_CHUNK_POINTS // X.shape[1])
+    count = max(2, -(-X.size // GRID_CHUNK_POINTS))
+    rows = -(-X.shape[0] // count)
     bands = [slice(start, start + rows) for start in range(0, X.shape[0], rows)]
 
     def band(rows: slice) -> dict[str, np.ndarray]:
@@ -217,7 +219,7 @@ def critical_set(
     curve_a = zero_curve(f_a, x_grid, y_range, y_points)
     curve_g = zero_curve(f_g, x_grid, y_range, y_points)
     if x_axis is not None:
-        crossings = intersections(f_a, f_g, x_range, y_range, x_points, y_points)
+        crossings = intersections(f_a, f_g, x_range, y_range, x_points, y_points, curve_a)
     else:
         crossings = _common_roots(curve_a, f_g)
     closest = None
@@ -227,6 +229,16 @@ def critical_set(
         closest = {"x": float(curve_a.x[best]), "y": float(curve_a.y[best]),
                    "lambda_g": float(on_edge[best])}
     return CriticalSet(curve_a, curve_g, crossings, closest, on_edge)
+
+
+def crossing_points(arch: Architecture, setting: Setting, x_axis: str,
+                    x_range: tuple[float, float], y_axis: str, y_range: tuple[float, float],
+                    x_points: int = 48, y_points: int = 64) -> CurvePoints:
+    """Where λ_a = λ_g = 0 over the (x, y) plane: the ``crossings`` of ``critical_set`` alone."""
+    check_axes(x_axis, y_axis)
+    return intersections(field(arch, setting, "lambda_a", x_axis, y_axis),
+                         field(arch, setting, "lambda_g", x_axis, y_axis),
+                         x_range, y_range, x_points, y_points)
 
 
 def _common_roots(curve_a: CurvePoints, f_g) -> CurvePoints:

@@ -48,7 +48,7 @@ def zero_curve(f: Field, x: np.ndarray, y_range: tuple[float, float], y_points: 
     isolated[:, 1:] &= signs[:, :-2] != 0
     change |= isolated
     rows, cols = np.nonzero(change)
-    roots = bracketed_roots(lambda y: f(x[rows], y), y_grid[cols], y_grid[cols + 1])
+    roots = bracketed_roots(lambda y, at: f(x[rows[at]], y), y_grid[cols], y_grid[cols + 1])
     branch = np.zeros(rows.size, dtype=int)
     for i in np.unique(rows):
         branch[rows == i] = np.arange(np.count_nonzero(rows == i))
@@ -62,10 +62,12 @@ def intersections(
     y_range: tuple[float, float],
     x_points: int = 48,
     y_points: int = 64,
+    curve: CurvePoints | None = None,
 ) -> CurvePoints:
-    """Points where f_a = f_g = 0: sign changes of f_g along each branch of the f_a = 0 curve."""
+    """Points where f_a = f_g = 0: sign changes of f_g along each branch of the f_a = 0 curve
+    (``curve``: that curve on the ``x_points`` grid, when already found)."""
     x_grid = np.linspace(*x_range, x_points)
-    curve = zero_curve(f_a, x_grid, y_range, y_points)
+    curve = zero_curve(f_a, x_grid, y_range, y_points) if curve is None else curve
     if curve.x.size == 0:
         return CurvePoints(np.empty(0), np.empty(0), np.empty(0, dtype=int))
     on_curve = f_g(curve.x, curve.y)
@@ -88,8 +90,10 @@ def intersections(
     y_low = np.maximum(np.minimum(ya, yb) - y_cell, y_range[0])
     y_high = np.minimum(np.maximum(ya, yb) + y_cell, y_range[1])
 
-    def curve_y(x: np.ndarray) -> np.ndarray:
-        return bracketed_roots(lambda y: f_a(x, y), y_low, y_high)
+    def curve_y(x: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """y on the f_a = 0 curve at x, inside the y window of brackets ``at``."""
+        return bracketed_roots(lambda y, on: f_a(x[on], y), y_low[at], y_high[at])
 
-    x_root = bracketed_roots(lambda x: f_g(x, curve_y(x)), xa, xb, tolerance=1e-10)
-    return CurvePoints(x=x_root, y=curve_y(x_root), branch=branches.astype(int))
+    x_root = bracketed_roots(lambda x, at: f_g(x, curve_y(x, at)), xa, xb, tolerance=1e-10)
+    y_root = curve_y(x_root, np.arange(x_root.size))
+    return CurvePoints(x=x_root, y=y_root, branch=branches.astype(int))
