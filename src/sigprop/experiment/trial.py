@@ -91,6 +91,7 @@ def sweep_spec(
                 block.with_values(**{name: value}).resolved(depth).layer()
     fixed = {k: v for k, v in block.resolved(depth).values.items()
              if k not in covered and k != "causal" and not (k == "sigma_2" and block["tied_readout"])}
+    _check_training({"depth": depth, **training})
     fixed |= {"depth": depth, **training}
     if "seed" not in swept:
         fixed["seed"] = 0
@@ -109,6 +110,15 @@ def sweep_spec(
     screener = Screen(**screen, depth=depth,
                       n_tokens=int(training.get("measure_tokens", MEASUREMENT["measure_tokens"])))
     return screen_samples(spec, screener, on_screen)
+
+
+def _check_training(training: Mapping[str, Any]) -> None:
+    """The settings every trial trains with, checked as the workers will read them
+    (``ValueError`` naming the setting): a bad one fails here, not in every trial."""
+    TrainSettings(**{k: v for k, v in training.items() if k in _SETTINGS}, device="cpu")
+    data = training.get("data", "shakespeare")
+    if data not in CORPORA:
+        raise InvalidHyperparameter(f"data must be one of {', '.join(CORPORA)}; got {data!r}")
 
 
 def make_evaluate(device: str = "auto") -> Evaluate:

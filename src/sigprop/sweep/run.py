@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sigprop.sweep.design import Evaluate, SweepSpec
+from sigprop.sweep.faults import StorageError, guarded
 from sigprop.sweep.storage import _load, configuration_trials, connect, open_study
 from sigprop.sweep.worker import (
     GRACE_PERIOD_S,
@@ -28,8 +29,10 @@ from sigprop.sweep.worker import (
 
 PROGRESS_INTERVAL_S = 0.5
 SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+EXIT_STORAGE_FAULT = 3  # a worker stopped by a storage fault (sent to the parent)
 
 
+@guarded
 def run_study(
     storage: str,
     study_name: str,
@@ -55,18 +58,20 @@ def run_study(
     machines can join the same study with ``run_worker``.
 
     With ``progress``, a rich progress bar counts the configurations that have a COMPLETE trial.
-    Raises RuntimeError if a worker process exits with an error.
+    Raises ``StorageError`` (a ValueError) if a worker met a storage fault, RuntimeError if a
+    worker process exits with another error.
     """
     _check_factory_name(evaluate_factory)
     check_settings(batch_size, heartbeat_interval, grace_period)
     check_positive_int("workers", workers)
     open_study(storage, study_name, spec)
     context = multiprocessing.get_context("spawn")
+    faults = context.SimpleQueue()  # a worker's storage fault, said once
     processes = [
         context.Process(
             target=_worker_process,
             args=(storage, study_name, evaluate_factory, dict(factory_kwargs or {}), batch_size,
-                  heartbeat_interval, grace_period),
+                  heartbeat_interval, grace_period, faults),
             name=f"sigprop-sweep-worker-{i}",
         )
         for i in range(workers)
@@ -83,6 +88,8 @@ def run_study(
     finally:
         for process in processes:
             process.join()
+    if not faults.empty():
+        raise StorageError(faults.get())
     failed = [p.exitcode for p in processes if p.exitcode != 0]
     if failed:
         raise RuntimeError(
@@ -99,6 +106,7 @@ def load_factory(evaluate_factory: str, **factory_kwargs: Any) -> Evaluate:
     return factory(**factory_kwargs)
 
 
+@guarded
 def sweep_counts(storage: str, study_name: str) -> dict[str, int]:
     """Configurations by where they stand: ``total``, ``complete`` (a COMPLETE trial),
     ``running`` (a RUNNING one), ``failed`` (only FAIL trials) and ``waiting``."""
@@ -129,6 +137,7 @@ def _worker_process(
     batch_size: int,
     heartbeat_interval: int,
     grace_period: int,
+    faults: Any,
 ) -> None:
     # Several workers share the cores: one thread each, set before torch can be imported.
     for name in SINGLE_THREAD_ENV:
@@ -140,14 +149,12 @@ def _worker_process(
     evaluate = load_factory(evaluate_factory, **factory_kwargs)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
-    run_worker(
-        storage,
-        study_name,
-        evaluate,
-        batch_size,
-        heartbeat_interval=heartbeat_interval,
-        grace_period=grace_period,
-    )
+    try:
+        run_worker(storage, study_name, evaluate, batch_size,
+                   heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    except StorageError as fault:  # said by the parent, as one line
+        faults.put(str(fault))
+        sys.exit(EXIT_STORAGE_FAULT)
 
 
 def _watch(storage: str, study_name: str, processes: list, progress: bool) -> None:

@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sigprop.spec import InvalidHyperparameter
 from sigprop.sweep.design import SweepSpec, config_key
+from sigprop.sweep.faults import StorageError, guarded
 
 if TYPE_CHECKING:
     import pandas
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 SQLITE_TIMEOUT_S = 120.0  # how long a SQLite transaction waits for the write lock
 ENQUEUE_STALL_S = 10.0  # an unfinished enqueue that makes no progress this long was abandoned
 RESULT_COLUMNS = ("status", "test_loss", "train_loss", "last_finite_loss")
+# The layout of a study's stored spec. A sigprop that writes a newer layout raises it; one that
+# meets a study of a newer layout than it knows refuses to touch it.
+SPEC_FORMAT = 1
 
 
 def normalize_storage(storage: str | None, default_path: Path) -> str:
@@ -48,6 +52,7 @@ def normalize_storage(storage: str | None, default_path: Path) -> str:
     return _normalize(storage)
 
 
+@guarded
 def open_study(storage: str, study_name: str, spec: SweepSpec | None) -> optuna.Study:
     """Create the sweep's study, or load it, and make sure every configuration has a trial.
 
@@ -86,6 +91,7 @@ def open_study(storage: str, study_name: str, spec: SweepSpec | None) -> optuna.
     return study
 
 
+@guarded
 def trials_frame(storage: str, study_name: str) -> pandas.DataFrame:
     """One row per configuration, from its latest attempt: the config's settings, ``number``,
     ``state`` (Optuna's trial state), ``status``, ``test_loss``, ``train_loss``,
@@ -115,6 +121,7 @@ def trials_frame(storage: str, study_name: str) -> pandas.DataFrame:
     return pandas.DataFrame(rows)
 
 
+@guarded
 def connect(
     storage: str,
     *,
@@ -205,22 +212,51 @@ def _load(rdb: optuna.storages.RDBStorage, study_name: str) -> optuna.Study:
 
 
 def _store_spec(study: optuna.Study, spec: SweepSpec) -> None:
-    """The spec's parts, one attribute each, then ``n_configurations``: readers wait for it."""
+    """The spec's parts, one attribute each, its format and the writing sigprop's version,
+    then ``n_configurations``: readers wait for it."""
     for key, value in spec.to_json().items():
         study.set_user_attr(key, value)
+    study.set_user_attr("spec_format", SPEC_FORMAT)
+    study.set_user_attr("sigprop_version", _version())
     study.set_user_attr("n_configurations", len(spec.configurations()))
 
 
 def _stored_spec(study: optuna.Study, wait_s: float = ENQUEUE_STALL_S) -> SweepSpec | None:
-    """The spec stored with the study, waiting a little for a creator that is writing it."""
+    """The spec stored with the study, waiting a little for a creator that is writing it;
+    ``StorageError`` if another sigprop wrote it in a layout this one cannot read."""
     deadline = time.monotonic() + wait_s
     while True:
         attrs = study.user_attrs
         if "n_configurations" in attrs:
-            return SweepSpec.from_json(attrs)
+            return _readable_spec(study.study_name, attrs)
         if time.monotonic() > deadline:
             return None
         time.sleep(0.2)
+
+
+def _readable_spec(study_name: str, attrs: dict[str, Any]) -> SweepSpec:
+    """The stored spec, or ``StorageError`` naming the sigprop that wrote it (studies written
+    before the format was recorded have layout 1)."""
+    written_by = attrs.get("sigprop_version", "an earlier version")
+    refusal = (f"study {study_name!r} was written by sigprop {written_by} (sweep format "
+               f"{attrs.get('spec_format', 1)}), which this sigprop ({_version()}, format "
+               f"{SPEC_FORMAT}) cannot read; it was left as it is: use the sigprop that wrote "
+               "it, or another study name")
+    if not isinstance(attrs.get("spec_format", 1), int) or attrs.get("spec_format", 1) > SPEC_FORMAT:
+        raise StorageError(refusal)
+    try:
+        return SweepSpec.from_json(attrs)
+    except (KeyError, TypeError, ValueError) as error:
+        raise StorageError(f"{refusal} ({type(error).__name__}: {error})") from None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sigprop")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _wait_for_enqueue(study: optuna.Study) -> None:
@@ -343,6 +379,7 @@ def existing_storage(storage: str | Path) -> str:
     return url
 
 
+@guarded
 def find_study(url: str, study: str | None) -> tuple[str, dict[str, Any]]:
     """The name and user attributes of the sweep ``study``, or of the storage's only study.
     ``InvalidHyperparameter`` naming the studies there are when it is ambiguous or missing."""
@@ -361,6 +398,7 @@ def find_study(url: str, study: str | None) -> tuple[str, dict[str, Any]]:
     attrs = studies[study].user_attrs
     if "fixed" not in attrs:
         raise InvalidHyperparameter(f"study {study!r} is not a sigprop sweep (no stored spec)")
+    _readable_spec(study, attrs)
     return study, attrs
 
 
@@ -377,6 +415,7 @@ def read_artifact(url: str, study: str, attrs: dict[str, Any], name: str) -> dic
     return data if isinstance(data, dict) and data.get("study") == study else None
 
 
+@guarded
 def write_artifact(url: str, study: str, name: str, data: dict) -> None:
     """Keep the JSON ``data`` (with a "study" key) with the study: as ``X.<study>.<name>.json``
     beside a SQLite file ``X.sqlite`` (replaced atomically), else as its user attribute

@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sigprop.sweep.design import STATUSES, Evaluate, config_key
+from sigprop.sweep.faults import guarded
 from sigprop.sweep.storage import _load, _quiet, connect
 
 HEARTBEAT_INTERVAL_S = 10
@@ -31,6 +32,7 @@ OnBatch = Callable[[list[dict], list[dict]], None]
 _log = logging.getLogger(__name__)
 
 
+@guarded
 def run_worker(
     storage: str,
     study_name: str,
@@ -71,7 +73,9 @@ def run_worker(
 
     Every worker of a study must use the same ``heartbeat_interval`` and ``grace_period``
     (whole seconds, as Optuna requires): a worker with a shorter grace period would take the
-    trials of live workers that beat less often.
+    trials of live workers that beat less often. A storage fault (a full disk, a server that
+    went away, …) stops the worker with ``StorageError``; the trials it held are retried by
+    the next start, once their heartbeat is stale.
     """
     check_settings(batch_size, heartbeat_interval, grace_period)
     rdb = connect(
