@@ -6,12 +6,14 @@ cosine ρ0, as a small report (``to_json``, ``verdict``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from sigprop.spec import Architecture, depth_or
+from sigprop.theory.attention import MAX_LOGIT_SCALE
 from sigprop.theory.causal import causal_trajectory, is_causal
 from sigprop.theory.dynamics import trajectory as predict_trajectory
 from sigprop.theory.regimes import gradient_regime
@@ -53,8 +55,18 @@ class TrajectoryReport:
         """vanishing / exploding / near the edge for log_jac_L (``sigprop.theory.regimes``)."""
         return str(gradient_regime(self.log_jac[-1]))
 
+    @property
+    def undefined_from(self) -> int | None:
+        """The first layer whose state the theory cannot give (NaN), or None if every layer
+        has one."""
+        undefined = ~(np.isfinite(self.q) & np.isfinite(self.rho))
+        return int(np.argmax(undefined)) if undefined.any() else None
+
     def verdict(self) -> str:
-        """The state at layer L and the gradient total over the L layers, in words."""
+        """The state at layer L and the gradient total over the L layers, in words (or from
+        which layer on, and why, the theory has no state)."""
+        if self.undefined_from is not None:
+            return self._undefined()
         q, rho, total = float(self.q[-1]), float(self.rho[-1]), float(self.log_jac[-1])
         state = ("the tokens have collapsed" if 1 - rho < COLLAPSED else
                  "the tokens stay apart")
@@ -65,6 +77,25 @@ class TrajectoryReport:
         return (f"From q0 = {float(self.q[0]):.3g}, ρ0 = {float(self.rho[0]):.3g}: at layer "
                 f"L = {self.depth}, q_L = {q:.3g} and ρ_L = {rho:.4f} ({state}); {gradient}.")
 
+    def _undefined(self) -> str:
+        """Where the state stops: blocks whose attention sees the raw tokens (post-norm, no
+        norm) hand it the logit scale σ_A·q, and the attention maps are tabulated up to
+        ``MAX_LOGIT_SCALE``."""
+        layer = self.undefined_from
+        start = f"From q0 = {float(self.q[0]):.3g}, ρ0 = {float(self.rho[0]):.3g}: "
+        values = self.arch.resolved(self.depth).values
+        raw = values["network"] == "transformer" and (values["block"] == "post"
+                                                      or values["norm"] == "none")
+        scale = float(values["sigma_A"]) * float(self.q[layer - 1]) if layer else math.nan
+        if raw and scale > MAX_LOGIT_SCALE:
+            why = (f"layer {layer}'s attention sees tokens of squared norm q = "
+                   f"{float(self.q[layer - 1]):.3g}, so its logit scale σ_A·q = {scale:.3g} "
+                   f"exceeds {MAX_LOGIT_SCALE:g}, where the theory's attention maps end "
+                   "(nearly one-hot attention)")
+        else:
+            why = "a value left the range the theory covers"
+        return f"{start}the theory has no state from layer {layer} on: {why}."
+
     def __repr__(self) -> str:
         return (f"TrajectoryReport({self.arch.describe()!r}, depth={self.depth}, "
                 f"q_L={float(self.q[-1]):.4g}, rho_L={float(self.rho[-1]):.4f}, "
@@ -72,8 +103,10 @@ class TrajectoryReport:
 
     def to_json(self) -> dict[str, Any]:
         """{"layers": [{"l", "q", "p", "rho", "log_jac"}, …], "gradients", "verdict",
-        "architecture", "hyperparameters"}."""
+        "undefined_from" (the first layer without a state, or null), "architecture",
+        "hyperparameters"}."""
         return {"layers": self.layers(), "gradients": self.gradients, "verdict": self.verdict(),
+                "undefined_from": self.undefined_from,
                 "architecture": self.arch.describe(),
                 "hyperparameters": {**self.arch.scalars(), "n_tokens": self.n_tokens}}
 

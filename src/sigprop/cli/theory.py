@@ -102,6 +102,7 @@ def trajectory(
         table.add_row(str(row["l"]), f"{row['q']:.4f}", f"{row['rho']:.4f}",
                       f"{1 - row['rho']:.2e}", f"{row['log_jac']:+.3f}")
     console.print(table)
+    console.print(report.verdict())
 
 
 @app.command("phase-diagram")

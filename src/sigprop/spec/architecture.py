@@ -137,6 +137,20 @@ class Architecture:
             raise InvalidHyperparameter(f"description file {path}: {error}") from None
         return replace(described, name=str(data.get("name", Path(path).stem)), depth=depth)
 
+    def description(self) -> dict[str, Any]:
+        """This block as the JSON object of a description file, which ``from_file`` reads back
+        as the same block: "name", "depth" when set, and every declared value, formulas in L
+        as their text (σ_2 left out when the readout is tied to σ_w)."""
+        out: dict[str, Any] = {"name": self.name}
+        if self.depth is not None:
+            out["depth"] = self.depth
+        for name, value in self.values.items():
+            if name == "sigma_2" and self.values["tied_readout"]:
+                continue
+            out[name] = value.text if isinstance(value, DepthFormula) else np.asarray(
+                value).tolist()
+        return out
+
     def with_values(self, **given: Any) -> Architecture:
         """A copy with the given declared values (any spelling; aliases expand; None means not
         given). Raises ``InvalidHyperparameter`` for a value out of range, an unknown name, or
@@ -182,8 +196,20 @@ class Architecture:
         return replace(self, values=values, depth=depth)
 
     def layer(self, depth: int | None = None) -> Serial:
-        """The layer description at ``depth`` (formulas in L resolved)."""
-        return _block(self.resolved(depth).values)
+        """The layer description at ``depth`` (formulas in L resolved). A sub-block whose skip
+        weight and branch scale are both 0 would erase the tokens (X ← 0, and a norm of 0 is
+        undefined): ``InvalidHyperparameter`` when both are given as numbers (on a grid those
+        points come out NaN)."""
+        values = self.resolved(depth).values
+        branches = {"transformer": ("a", "m"), "resmlp": ("m",), "mlp": ()}[values["network"]]
+        for s in branches:
+            skip, branch = values[f"skip_{s}"], values[f"branch_{s}"]
+            if np.ndim(skip) == 0 and np.ndim(branch) == 0 and skip == 0 and branch == 0:
+                sub = {"a": "attention", "m": "MLP"}[s]
+                raise InvalidHyperparameter(
+                    f"skip_{s} and branch_{s} are both 0: the {sub} sub-block would erase the "
+                    f"tokens (X ← 0); give --skip-{s} or --branch-{s} a value > 0")
+        return _block(values)
 
     def theory_layer(self, depth: int | None = None) -> Serial:
         """``layer`` after checking that the wide-limit theory covers it (``NotCovered``)."""

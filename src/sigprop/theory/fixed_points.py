@@ -53,7 +53,9 @@ def settle_norm(layer: Serial, n_tokens: int, rho) -> tuple[np.ndarray, Geometry
         nan = np.where(finite, 1.0, np.nan)
         return q * nan, Geometry(after.q * nan, after.p * nan)
     q, after, settled = _secant(layer, n_tokens, rho, np.ones(shape), np.full(shape, 2.0))
+    # Arrays, also at a single point (shape ()), so that the fallback below writes into them.
     q, after_q, after_p = (np.array(x, dtype=float) for x in (q, after.q, after.p))
+    settled = np.array(settled, dtype=bool)
     retry = ~settled
     if retry.any():
         sub_layer, sub_rho = take(layer, retry), rho[retry]
