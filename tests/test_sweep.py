@@ -218,6 +218,40 @@ def test_a_live_worker_keeps_its_trials_past_the_grace_period(tmp_path):
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
 
 
+def test_a_worker_storing_slowly_keeps_its_trials(tmp_path, monkeypatch):
+    """Writing a result can wait for the database longer than the grace period (SQLite's
+    write lock under load): the heartbeat covers a trial until its result is stored, so a
+    second worker, polling all along, never takes it and evaluates it again (the cause of the
+    claims test's failures at load 8–11)."""
+    from sigprop.sweep import worker
+
+    url = normalize_storage(None, tmp_path / "s.db")
+    open_study(url, "s", SweepSpec(grid={"alpha": [0.1], "sigma_w": [1.0], "seed": [0]},
+                                    fixed={"steps": 1}))
+    store = worker._store
+
+    def slow_store(*args):
+        if threading.current_thread().name == "holder":
+            time.sleep(4.5)  # longer than the 3 s grace period
+        return store(*args)
+
+    monkeypatch.setattr(worker, "_store", slow_store)
+    evaluated = []
+
+    def evaluate(configs):
+        evaluated.extend(configs)
+        return sweep_fakes.evaluate(configs, seconds=0.0)
+
+    holder = threading.Thread(target=run_worker, args=(url, "s", evaluate, 1), kwargs=FAST,
+                              name="holder")
+    holder.start()
+    time.sleep(0.5)
+    assert run_worker(url, "s", evaluate, 1, **FAST) == 0
+    holder.join()
+    assert len(evaluated) == 1
+    assert [t.state for t in open_study(url, "s", None).trials] == [TrialState.COMPLETE]
+
+
 def test_sigkill_then_restart_loses_no_finished_trial(tmp_path):
     url = normalize_storage(None, tmp_path / "s.db")
     spec = sweep_fakes.spec(4)  # 16 configurations

@@ -58,8 +58,11 @@ def run_worker(
        never declares stale a trial that never had a heartbeat). A trial whose configuration
        is already COMPLETE or in the batch (a rare duplicate, see ``open_study``) is marked
        FAIL with ``superseded_by`` (that trial's number) instead of being evaluated.
-    3. ``evaluate`` the claimed configurations (grid point merged with the study's ``fixed``)
-       while a background thread records their heartbeats every ``heartbeat_interval`` s.
+    3. ``evaluate`` the claimed configurations (grid point merged with the study's ``fixed``).
+       From its claim until its result is stored, a background thread records each held
+       trial's heartbeat every ``heartbeat_interval`` s: writing the results can wait for the
+       database as long as evaluating (SQLite's write lock under contention), and a trial
+       without fresh heartbeats then would be taken by another worker and evaluated twice.
     4. Store each result: its fields become user attributes, with ``worker_pid`` and
        ``worker_host``, and the trial is told COMPLETE. The value is ``test_loss``; a diverged
        run is COMPLETE too, with ``status="diverged"`` and the value ``last_finite_loss``
@@ -87,26 +90,27 @@ def run_worker(
     while True:
         with _quiet():
             optuna.storages.fail_stale_trials(study)
-        batch, busy = _claim(study, rdb, batch_size)
-        if not batch:
-            if not busy:
-                return finished
-            time.sleep(POLL_INTERVAL_S)
-            continue
-        configs = [{**fixed, **trial.params} for trial in batch]
-        try:
-            with _Heartbeat(rdb, batch, heartbeat_interval):
+        with _Heartbeat(rdb, heartbeat_interval) as heartbeat:
+            batch, busy = _claim(study, rdb, batch_size, heartbeat)
+            if not batch:
+                if not busy:
+                    return finished
+                time.sleep(POLL_INTERVAL_S)
+                continue
+            configs = [{**fixed, **trial.params} for trial in batch]
+            try:
                 results = evaluate(configs)
-            _check_results(results, len(batch))
-        except Exception as error:  # noqa: BLE001 - recorded in the trials, the sweep goes on
-            _log.error("evaluate failed on trials %s", [t.number for t in batch], exc_info=True)
-            results = [{"status": "failed", "error": _describe(error)} for _ in batch]
-            finished += sum(_fail(study, rdb, trial, results[0]["error"]) for trial in batch)
-        except BaseException:
-            _release(study, rdb, batch)
-            raise
-        else:
-            finished += sum(_store(study, rdb, t, r) for t, r in zip(batch, results))
+                _check_results(results, len(batch))
+            except Exception as error:  # noqa: BLE001 - recorded in the trials, the sweep goes on
+                _log.error("evaluate failed on trials %s", [t.number for t in batch],
+                           exc_info=True)
+                results = [{"status": "failed", "error": _describe(error)} for _ in batch]
+                finished += sum(_fail(study, rdb, trial, results[0]["error"]) for trial in batch)
+            except BaseException:
+                _release(study, rdb, batch)
+                raise
+            else:
+                finished += sum(_store(study, rdb, t, r) for t, r in zip(batch, results))
         if on_batch is not None:
             on_batch(configs, results)
 
@@ -128,10 +132,12 @@ def check_positive_int(name: str, value: object) -> None:
 
 
 def _claim(
-    study: optuna.Study, rdb: optuna.storages.RDBStorage, batch_size: int
+    study: optuna.Study, rdb: optuna.storages.RDBStorage, batch_size: int,
+    heartbeat: _Heartbeat,
 ) -> tuple[list[FrozenTrial], bool]:
-    """Up to ``batch_size`` trials now RUNNING for this worker, and whether other trials are
-    still WAITING or RUNNING elsewhere (so an empty batch means: wait, not stop)."""
+    """Up to ``batch_size`` trials now RUNNING for this worker (each handed to ``heartbeat``
+    as it is claimed), and whether other trials are still WAITING or RUNNING elsewhere (so
+    an empty batch means: wait, not stop)."""
     trials = study.get_trials(deepcopy=False)
     taken = {config_key(t.params): t.number for t in trials if t.state == TrialState.COMPLETE}
     busy = any(t.state == TrialState.RUNNING for t in trials)
@@ -153,6 +159,7 @@ def _claim(
             _fail(study, rdb, trial, None, superseded_by=taken[key])
             continue
         taken[key] = trial.number
+        heartbeat.hold(trial)
         batch.append(trial)
     return batch, busy
 
@@ -212,12 +219,17 @@ def _release(study: optuna.Study, rdb: optuna.storages.RDBStorage, batch: list[F
 
 
 class _Heartbeat:
-    """Records the heartbeat of the held trials every ``interval`` s, in a background thread."""
+    """Records the heartbeat of the trials it holds (``hold``) every ``interval`` s, in a
+    background thread, until the ``with`` block ends."""
 
-    def __init__(self, rdb: optuna.storages.RDBStorage, trials: list[FrozenTrial], interval: int):
-        self._rdb, self._ids, self._interval = rdb, [t._trial_id for t in trials], interval
+    def __init__(self, rdb: optuna.storages.RDBStorage, interval: int):
+        self._rdb, self._ids, self._interval = rdb, [], interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="sweep-heartbeat", daemon=True)
+
+    def hold(self, trial: FrozenTrial) -> None:
+        """Beat for ``trial`` too, from the next interval on (its claim recorded one)."""
+        self._ids = [*self._ids, trial._trial_id]
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
