@@ -15,6 +15,8 @@ from torch import nn
 
 import sigprop
 from sigprop.experiment.rescue import fixes, models
+from sigprop.experiment.rescue import report as report_module
+from sigprop.experiment.rescue.report import summarize
 from sigprop.experiment.rescue.arms import arms_of, prepared
 from sigprop.experiment.rescue.networks import NETWORKS, Network
 from sigprop.experiment.rescue.suite import read_runs, rescue
@@ -153,6 +155,18 @@ def test_the_suite_stores_each_run_once_and_reports_it(tmp_path, monkeypatch):
     assert report.verdict() and "RescueReport(" in repr(report)
     with pytest.raises(ValueError, match="arms must be among"):
         rescue(tmp_path, networks=[network.name], arms=["nonsense"], log=lambda _: None)
+
+
+def test_the_figure_averages_seeds_that_diverged_early(tmp_path):
+    """A diverged run stops early, so its loss curve is shorter than the others'."""
+    runs = [{"network": "post-ln-32", "arm": "default", "seed": seed, "status": status,
+             "steps_done": steps, "losses": [3.5] * steps, "test_loss": 3.5,
+             "test_accuracy": 0.1, "test_chance": 4.2, "left_plateau_at": None}
+            for seed, (status, steps) in enumerate([("complete", 200), ("diverged", 37)])]
+    report = summarize(runs, {}, ["post-ln-32"])
+    assert report.figure(tmp_path / "rescue.png").exists()
+    curve = report_module._mean_curve([np.ones(5), np.full(2, 3.0)])
+    np.testing.assert_array_equal(curve, [2.0, 2.0, 1.0, 1.0, 1.0])
 
 
 # ------------------------------------------------------------------ the initialization's growth

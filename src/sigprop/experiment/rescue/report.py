@@ -21,6 +21,7 @@ Per network, the verdict:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,7 @@ class RescueReport:
             lowest, clipped = np.inf, False
             for a in mine:
                 color = COLORS.get(a.arm) or next(fixes)
-                curve = np.nanmean(np.array([_bins(c) for c in a.curves]), axis=0)
+                curve = _mean_curve([_bins(c) for c in a.curves])
                 off_scale = bool(np.nanmax(curve, initial=-np.inf) > top)
                 clipped |= off_scale
                 lowest = min(lowest, np.nanmin(curve, initial=np.inf))
@@ -252,6 +253,17 @@ def _bins(losses: list[float]) -> np.ndarray:
     x = np.asarray(losses, dtype=float)
     count = x.size // WINDOW
     return x[: count * WINDOW].reshape(count, WINDOW).mean(axis=1) if count else x
+
+
+def _mean_curve(curves: list[np.ndarray]) -> np.ndarray:
+    """The mean over seeds at each bin; a run that diverged stops early and counts only
+    where it has values."""
+    stacked = np.full((len(curves), max(c.size for c in curves)), np.nan)
+    for row, curve in zip(stacked, curves):
+        row[: curve.size] = curve
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a bin where every run stopped
+        return np.nanmean(stacked, axis=0)
 
 
 def _mean_se(values: list[float]) -> tuple[float, float]:
