@@ -142,4 +142,9 @@ def test_describe_fault_reads_through_optuna_and_sqlalchemy_wrappers(tmp_path):
     except optuna.exceptions.StorageInternalError as wrapped:
         assert "the disk is full" in describe_fault(wrapped, "sqlite:///x.db")
     assert describe_fault(RuntimeError("something else"), "sqlite:///x.db") is None
+    import psycopg2  # the server restarting under a worker: said as gone, not as a bug
+    restarting = psycopg2.OperationalError(
+        'connection to server on socket "/tmp/x/.s.PGSQL.5432" failed: FATAL:  the database '
+        "system is shutting down")
+    assert "went away" in describe_fault(restarting, "postgresql+psycopg2://u:p@h/db")
     assert "the disk is full" in describe_fault(OSError(28, "No space left on device"), "x")

@@ -71,8 +71,9 @@ def describe_fault(error: BaseException, url: str) -> str | None:
                                       or "could not translate host name" in text):
             return (f"storage {where}: cannot connect to the PostgreSQL server ("
                     f"{_first_line(cause)}); is it running and reachable?")
-        if _is_postgresql(cause) and ("server closed the connection" in text
-                                      or "terminating connection" in text):
+        if _is_postgresql(cause) and any(sign in text for sign in (
+                "server closed the connection", "terminating connection",
+                "the database system is", "could not receive data from server")):
             return f"storage {where}: the PostgreSQL server went away ({RESUME} once it is back)"
         if _is_postgresql(cause) and "password authentication failed" in text:
             return f"storage {where}: the server refused the user name or password"
