@@ -135,7 +135,7 @@ class Soak:
         else:
             raise RuntimeError(f"the sweep did not finish within {timeout} s")
         for _, pid in self.frozen:
-            os.kill(pid, signal.SIGCONT)
+            _signal(pid, signal.SIGCONT)  # a frozen worker may have been killed with its command
         for process in self.processes:
             process.wait(timeout=60)
 
@@ -161,23 +161,24 @@ class Soak:
         process = self.rng.choice(running)
         workers = _children(process.pid)
         if self.rng.random() < 0.6 or not workers:
-            os.killpg(process.pid, signal.SIGKILL)
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:  # it ended meanwhile
+                pass
             process.wait()
             self.counts["commands killed (SIGKILL)"] += 1
             self.start(self.processes.index(process))
         else:
             pid = self.rng.choice(workers)
-            os.kill(pid, signal.SIGSTOP)
+            if not _signal(pid, signal.SIGSTOP):
+                return
             self.frozen.append((time.monotonic() + FREEZE_SECONDS, pid))
             self.counts["workers frozen past the grace period"] += 1
 
     def _thaw(self) -> None:
         now = time.monotonic()
         for due, pid in [f for f in self.frozen if f[0] <= now]:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+            _signal(pid, signal.SIGCONT)
             self.frozen.remove((due, pid))
 
     def verify(self) -> dict[str, int]:
@@ -215,6 +216,15 @@ class Soak:
               and self.counts["results overwritten"] == 0)
         figures["promises kept"] = int(ok)
         return figures
+
+
+def _signal(pid: int, signum: int) -> bool:
+    """Send ``signum`` to ``pid``; False if the process has ended."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _children(pid: int) -> list[int]:
