@@ -391,23 +391,3 @@ def _wait_for(url, study_name, condition, process, timeout=30.0):
             return counts
         time.sleep(0.1)
     raise AssertionError(f"timed out; trial states {dict(counts)}")
-
-
-def test_the_shared_sweep_keeps_its_promises_through_kills_freezes_and_a_database_restart(
-        tmp_path):
-    """The soak of benchmarks/sweep_soak.py, shortened: three commands on one PostgreSQL
-    study, SIGKILLed and restarted, workers frozen past the grace period and thawed, the
-    server restarted once; every configuration ends with exactly one COMPLETE trial and no
-    finished result is lost or overwritten."""
-    pytest.importorskip("pgserver", reason="pgserver (embedded PostgreSQL) missing")
-    pytest.importorskip("psycopg2", reason="psycopg2-binary (PostgreSQL driver) missing")
-    sys.path.insert(0, str(TESTS.parent / "benchmarks"))
-    try:
-        import sweep_soak
-    finally:
-        sys.path.remove(str(TESTS.parent / "benchmarks"))
-    figures = sweep_soak.soak_postgresql(configs=16, seed=3, timeout=240, out=tmp_path)
-    assert figures["promises kept"] == 1, figures
-    assert figures["database restarts"] == 1
-    assert figures["commands killed (SIGKILL)"] + figures["workers frozen past the grace period"] > 0
-
